@@ -1,0 +1,49 @@
+"""Configuration defaults: safe for local development, overridden by LORCHESTRE_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+STATIC_DIR = PROJECT_ROOT / "static"
+TRANSLATIONS_DIR = PROJECT_ROOT / "translations"
+
+DEV_SECRET_KEY = "dev-only-secret-key-never-use-in-production"
+
+LANGUAGES = ("fr", "en")
+DEFAULT_LANGUAGE = "fr"
+
+
+class DefaultConfig:
+    """Development defaults; every name can be overridden as LORCHESTRE_<NAME>."""
+
+    ENV_NAME = "development"  # "production" turns on the strict start-up checks
+    SECRET_KEY = DEV_SECRET_KEY
+    SQLALCHEMY_DATABASE_URI: str | None = None  # None: SQLite in instance/
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    SQLITE_BUSY_TIMEOUT_MS = 5000
+
+    BABEL_DEFAULT_LOCALE = DEFAULT_LANGUAGE
+    BABEL_TRANSLATION_DIRECTORIES = str(TRANSLATIONS_DIR)
+
+    # Cookies: Secure by default; development turns it off through the env file.
+    COOKIE_SECURE = True
+    SESSION_COOKIE_NAME = "lorchestre_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = 60 * 60 * 8
+
+    MAX_CONTENT_LENGTH = 64 * 1024
+    MAX_FORM_PARTS = 100
+    WTF_CSRF_TIME_LIMIT = None  # tied to the session instead, so a long read never loses a form
+
+    # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+    PROXY_COUNT = 0
+    TRUSTED_HOSTS: list[str] | None = None
+
+    # Rate limits (Flask-Limiter); "memory://" is per process, use redis:// with several.
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+
+    BASE_URL = "http://127.0.0.1:5000"

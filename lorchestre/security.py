@@ -1,0 +1,58 @@
+"""Security headers for every response, and the production start-up checks."""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from werkzeug.wrappers import Response
+
+from .config import DEV_SECRET_KEY
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+)
+
+
+class InsecureConfiguration(RuntimeError):
+    """Production was asked to start with a setting that would expose visitors."""
+
+
+def check_production_config(app: Flask) -> None:
+    """Refuse to start in production with the development secret or insecure cookies."""
+    if app.config["ENV_NAME"] != "production":
+        return
+    secret = app.config.get("SECRET_KEY") or ""
+    if secret == DEV_SECRET_KEY or len(secret) < 32:
+        raise InsecureConfiguration(
+            "LORCHESTRE_SECRET_KEY must be set to a random value of 32+ characters "
+            "in production (the development key is refused)."
+        )
+    if not app.config["COOKIE_SECURE"]:
+        raise InsecureConfiguration("LORCHESTRE_COOKIE_SECURE=false is refused in production.")
+
+
+def init_app(app: Flask) -> None:
+    """Attach the headers every response carries."""
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "interest-cohort=(), browsing-topics=()")
+        if request.is_secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        return response
