@@ -43,7 +43,9 @@ def _derive_settings(app: Flask) -> None:
     config = app.config
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
-        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{Path(app.instance_path) / 'lorchestre.db'}"
+        config["SQLALCHEMY_DATABASE_URI"] = (
+            f"sqlite:///{Path(app.instance_path) / 'lorchestre.db'}"
+        )
     config["SESSION_COOKIE_SECURE"] = bool(config["COOKIE_SECURE"])
     if config.get("PROXY_COUNT"):
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -58,7 +60,10 @@ def _init_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
     migrate.init_app(
-        app, db, directory=str(Path(__file__).parent / "migrations"), render_as_batch=True
+        app,
+        db,
+        directory=str(Path(__file__).parent / "migrations"),
+        render_as_batch=True,
     )
     csrf.init_app(app)
     babel.init_app(app, locale_selector=i18n.current_language)

@@ -26,11 +26,16 @@ def _pybabel(*args: str) -> None:
 
 
 @translate.command("extract")
-def translate_extract() -> None:
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), default=POT_FILE
+)
+def translate_extract(output: Path = POT_FILE) -> None:
     """Extract messages from the code and templates into messages.pot."""
     _pybabel(
-        "extract", "-F", str(BABEL_CFG), "-k", "_l", "--no-location", "--sort-output",
-        "--project", "lorchestre", "-o", str(POT_FILE),
+        # Babel skips "_*" folders by default, which would miss templates/_partials.
+        "extract", "-F", str(BABEL_CFG), "-k", "_l", "--ignore-dirs", ".* __pycache__",
+        "--no-location", "--sort-output",
+        "--project", "lorchestre", "-o", str(output),
         str(PROJECT_ROOT),
     )  # fmt: skip
 
@@ -38,8 +43,15 @@ def translate_extract() -> None:
 @translate.command("update")
 def translate_update() -> None:
     """Extract, then merge new messages into every catalogue."""
-    translate_extract.callback()
-    _pybabel("update", "-i", str(POT_FILE), "-d", str(TRANSLATIONS_DIR), "--no-fuzzy-matching")
+    translate_extract.callback(POT_FILE)
+    _pybabel(
+        "update",
+        "-i",
+        str(POT_FILE),
+        "-d",
+        str(TRANSLATIONS_DIR),
+        "--no-fuzzy-matching",
+    )
 
 
 @translate.command("compile")
@@ -78,8 +90,12 @@ def consent_verify() -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--since", help="First day included (YYYY-MM-DD, UTC).")
 @click.option("--until", help="First day excluded (YYYY-MM-DD, UTC).")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write.")
-def consent_export(fmt: str, since: str | None, until: str | None, output: Path | None) -> None:
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+def consent_export(
+    fmt: str, since: str | None, until: str | None, output: Path | None
+) -> None:
     """Stream the ledger in seq order as JSONL or CSV."""
     from .consent.exports import write_export
 
@@ -93,7 +109,9 @@ def consent_export(fmt: str, since: str | None, until: str | None, output: Path 
 
 
 @consent.command("audit-bundle")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
 def consent_audit_bundle(output: Path) -> None:
     """Write the zip an auditor can verify without our code."""
     from .consent.exports import write_audit_bundle

@@ -36,7 +36,9 @@ class DefaultConfig:
 
     MAX_CONTENT_LENGTH = 64 * 1024
     MAX_FORM_PARTS = 100
-    WTF_CSRF_TIME_LIMIT = None  # tied to the session instead, so a long read never loses a form
+    WTF_CSRF_TIME_LIMIT = (
+        None  # tied to the session instead, so a long read never loses a form
+    )
 
     # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
     PROXY_COUNT = 0

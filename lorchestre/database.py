@@ -103,7 +103,8 @@ def write_transaction(lock: str | None = None) -> Iterator[None]:
     try:
         if lock and connection.dialect.name == "postgresql":
             connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _advisory_key(lock)}
+                sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": _advisory_key(lock)},
             )
         yield
         session.commit()

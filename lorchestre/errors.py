@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, render_template, request
-from markupsafe import Markup
 from flask_babel import force_locale
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .database import DatabaseUnavailable
@@ -24,7 +24,11 @@ def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
         other_title = Markup("".join(template.blocks["title"](context)))
         other_message = Markup("".join(template.blocks["message"](context)))
     body = render_template(
-        name, reason=reason, other_title=other_title, other_message=other_message, hide_banner=True
+        name,
+        reason=reason,
+        other_title=other_title,
+        other_message=other_message,
+        hide_banner=True,
     )
     return body, code
 
@@ -38,7 +42,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def _database_unavailable(_error: DatabaseUnavailable):
-        app.logger.warning("database unavailable on %s %s", request.method, request.path)
+        app.logger.warning(
+            "database unavailable on %s %s", request.method, request.path
+        )
         body, code = render_error(503)
         return body, code, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 

@@ -32,8 +32,11 @@ class ConsentRecord(db.Model):
         sa.Index("ix_consent_record_recorded_at", "recorded_at"),
     )
 
-    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                     primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    )
     consent_id: Mapped[str] = mapped_column(sa.String(43))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     action: Mapped[str] = mapped_column(sa.String(16))

@@ -38,7 +38,9 @@ def check_production_config(app: Flask) -> None:
             "in production (the development key is refused)."
         )
     if not app.config["COOKIE_SECURE"]:
-        raise InsecureConfiguration("LORCHESTRE_COOKIE_SECURE=false is refused in production.")
+        raise InsecureConfiguration(
+            "LORCHESTRE_COOKIE_SECURE=false is refused in production."
+        )
 
 
 def init_app(app: Flask) -> None:
@@ -52,7 +54,11 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "interest-cohort=(), browsing-topics=()")
+        headers.setdefault(
+            "Permissions-Policy", "interest-cohort=(), browsing-topics=()"
+        )
         if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+            headers.setdefault(
+                "Strict-Transport-Security", "max-age=63072000; includeSubDomains"
+            )
         return response

@@ -128,7 +128,9 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -150,7 +152,9 @@ def new_page(chromium, tmp_path: Path):
         page.console_errors = []
         page.on(
             "console",
-            lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None,
+            lambda msg: (
+                page.console_errors.append(msg.text) if msg.type == "error" else None
+            ),
         )
         page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
         return page

@@ -67,10 +67,14 @@ class DeclarationError(ValueError):
 
 
 def _text(raw: object, where: str) -> Text:
-    if not isinstance(raw, dict) or set(raw) != set(LOCALES) or not all(
-        isinstance(v, str) and v.strip() for v in raw.values()
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != set(LOCALES)
+        or not all(isinstance(v, str) and v.strip() for v in raw.values())
     ):
-        raise DeclarationError(f"{where}: expected {{ fr = '…', en = '…' }}, both non-empty")
+        raise DeclarationError(
+            f"{where}: expected {{ fr = '…', en = '…' }}, both non-empty"
+        )
     return Text(fr=raw["fr"], en=raw["en"])
 
 
@@ -85,7 +89,9 @@ def parse_declarations(data: dict) -> tuple[Category, ...]:
                 provider=s["provider"],
                 example=bool(s.get("example", False)),
                 purpose=_text(s.get("purpose"), f"{key}/{s['name']}.purpose"),
-                destination=_text(s.get("destination"), f"{key}/{s['name']}.destination"),
+                destination=_text(
+                    s.get("destination"), f"{key}/{s['name']}.destination"
+                ),
                 cookies=tuple(
                     Cookie(
                         name=c["name"],
@@ -107,7 +113,9 @@ def parse_declarations(data: dict) -> tuple[Category, ...]:
             )
         )
     if tuple(c.key for c in categories) != CATEGORY_KEYS:
-        raise DeclarationError(f"categories must be exactly {CATEGORY_KEYS}, in that order")
+        raise DeclarationError(
+            f"categories must be exactly {CATEGORY_KEYS}, in that order"
+        )
     # Only "necessary" may be on without a choice: no setting can pre-enable the others.
     if [c.key for c in categories if c.required] != ["necessary"]:
         raise DeclarationError("only 'necessary' may be required")
@@ -128,4 +136,6 @@ def category(key: str) -> Category:
 
 def optional_cookie_names() -> tuple[str, ...]:
     """Every cookie of an optional category: what a refusal or withdrawal expires."""
-    return tuple(name for c in load_categories() if not c.required for name in c.cookie_names)
+    return tuple(
+        name for c in load_categories() if not c.required for name in c.cookie_names
+    )

@@ -20,7 +20,9 @@ from .declarations import CATEGORY_KEYS, DECLARATIONS_FILE
 from .ledger import RECORD_FIELDS, format_timestamp, iter_records, verify_chain
 
 CSV_COLUMNS = [f for f in RECORD_FIELDS if f != "choices"]
-CSV_COLUMNS[CSV_COLUMNS.index("action") + 1 : CSV_COLUMNS.index("action") + 1] = CATEGORY_KEYS
+CSV_COLUMNS[CSV_COLUMNS.index("action") + 1 : CSV_COLUMNS.index("action") + 1] = (
+    CATEGORY_KEYS
+)
 
 
 def jsonl_line(record: dict) -> str:
@@ -116,10 +118,13 @@ def write_audit_bundle(path: Path) -> dict:
                 "first_seen_at": format_timestamp(t.first_seen_at),
                 "text": t.text,
             }
-            for t in db.session.scalars(sa.select(BannerText).order_by(BannerText.first_seen_at))
+            for t in db.session.scalars(
+                sa.select(BannerText).order_by(BannerText.first_seen_at)
+            )
         ]
         versions = [
-            {"version": v.version, "published": v.published.isoformat()} for v in POLICY_VERSIONS
+            {"version": v.version, "published": v.published.isoformat()}
+            for v in POLICY_VERSIONS
         ]
         extra = {
             "banner_texts.json": _json_bytes(texts),
@@ -153,5 +158,3 @@ def write_audit_bundle(path: Path) -> dict:
 
 def _json_bytes(data: object) -> bytes:
     return (json.dumps(data, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-
-

@@ -159,7 +159,9 @@ def verify_chain() -> Verification:
         expected_seq += 1
         problem = None
         if record["seq"] != expected_seq:
-            problem = f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
+            problem = (
+                f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
+            )
         elif record["prev_hash"] != expected_prev:
             problem = "prev_hash does not match the previous record's hash"
         elif compute_hash(record) != record["hash"]:

@@ -56,7 +56,9 @@ def new_consent_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-def choices_for(action: str, selected: dict[str, bool] | None = None) -> dict[str, bool]:
+def choices_for(
+    action: str, selected: dict[str, bool] | None = None
+) -> dict[str, bool]:
     """The optional-category choices an action stands for."""
     if action == "accept_all":
         return dict.fromkeys(OPTIONAL_KEYS, True)
@@ -90,7 +92,9 @@ def decode_cookie(value: str | None) -> ConsentState | None:
     return ConsentState(consent_id, version, choices, when)
 
 
-def encode_cookie(consent_id: str, choices: dict[str, bool], recorded_at: datetime) -> str:
+def encode_cookie(
+    consent_id: str, choices: dict[str, bool], recorded_at: datetime
+) -> str:
     """The signed cookie value for a recorded choice."""
     flags = "".join("1" if choices[k] else "0" for k in OPTIONAL_KEYS)
     payload = {
@@ -140,7 +144,9 @@ def banner_text(locale: str) -> str:
     if key not in cache:
         with force_locale(locale):
             html = render_template(
-                "_partials/cookie_banner.html", banner_canonical=True, banner_lang=locale
+                "_partials/cookie_banner.html",
+                banner_canonical=True,
+                banner_lang=locale,
             )
         extractor = _TextExtractor()
         extractor.feed(html)
@@ -229,4 +235,3 @@ def expire_refused_cookies(response: Response, choices: dict[str, bool]) -> None
             continue
         for name in category.cookie_names:
             response.delete_cookie(name, path="/")
-

@@ -75,9 +75,13 @@ def _not_recorded(action: str, lang: str, as_json: bool) -> Response:
     for locale in ("fr", "en"):
         with force_locale(locale):
             messages[locale] = (
-                _("Your refusal has been applied, but we could not record it. Please try again later.")
+                _(
+                    "Your refusal has been applied, but we could not record it. Please try again later."
+                )
                 if refusal
-                else _("We could not record your choice, so nothing optional has been enabled. Please try again in a moment.")
+                else _(
+                    "We could not record your choice, so nothing optional has been enabled. Please try again in a moment."
+                )
             )
     if as_json:
         response = jsonify(error="unavailable", message=messages)

@@ -33,7 +33,9 @@ def privacy() -> str:
 @bp.get("/legal")
 def legal() -> str:
     """The legal notice (mentions légales)."""
-    return render_template("pages/legal.html", legal_fragment=f"pages/legal/{g.lang_code}.html")
+    return render_template(
+        "pages/legal.html", legal_fragment=f"pages/legal/{g.lang_code}.html"
+    )
 
 
 @health_bp.get("/healthz")
