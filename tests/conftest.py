@@ -54,14 +54,27 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
+def app_factory(tmp_path: Path) -> Iterator:
+    """Factory for extra apps with overridden settings; each is torn down after the test."""
+    apps: list[Flask] = []
+
+    def factory(**overrides) -> Flask:
+        app = make_app(tmp_path, **overrides)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory) -> Flask:
     """The application, with an empty database that is dropped afterwards."""
-    app = make_app(tmp_path)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    return app_factory()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -136,8 +137,11 @@ def iter_records(
     if until is not None:
         query = query.where(table.c.recorded_at < until)
     result = db.session.execute(query.execution_options(yield_per=batch))
-    for row in result:
-        yield row_to_record(row)
+    try:
+        for row in result:
+            yield row_to_record(row)
+    finally:
+        result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
 
 
 @dataclass(frozen=True)
@@ -155,19 +159,18 @@ def verify_chain() -> Verification:
     """Recompute every hash and check seq continuity and links, in one streamed pass."""
     expected_seq, expected_prev = chain_start()
     count = 0
-    for record in iter_records():
-        expected_seq += 1
-        problem = None
-        if record["seq"] != expected_seq:
-            problem = (
-                f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
-            )
-        elif record["prev_hash"] != expected_prev:
-            problem = "prev_hash does not match the previous record's hash"
-        elif compute_hash(record) != record["hash"]:
-            problem = "hash does not match the record's content"
-        if problem:
-            return Verification(False, count, expected_prev, expected_seq, problem)
-        expected_prev = record["hash"]
-        count += 1
+    with closing(iter_records()) as records:
+        for record in records:
+            expected_seq += 1
+            problem = None
+            if record["seq"] != expected_seq:
+                problem = f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
+            elif record["prev_hash"] != expected_prev:
+                problem = "prev_hash does not match the previous record's hash"
+            elif compute_hash(record) != record["hash"]:
+                problem = "hash does not match the record's content"
+            if problem:
+                return Verification(False, count, expected_prev, expected_seq, problem)
+            expected_prev = record["hash"]
+            count += 1
     return Verification(True, count, expected_prev)
