@@ -49,3 +49,7 @@ class DefaultConfig:
     RATELIMIT_HEADERS_ENABLED = True
 
     BASE_URL = "http://127.0.0.1:5000"
+
+    # Dated screenshots of the banner per policy version (a CNIL proof method); the
+    # audit bundle includes them. None: instance/banner-screenshots.
+    BANNER_SCREENSHOTS_DIR: str | None = None

@@ -44,6 +44,7 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
         "SQLALCHEMY_DATABASE_URI": database_url(tmp_path),
         "COOKIE_SECURE": False,
         "RATELIMIT_STORAGE_URI": "memory://",
+        "BANNER_SCREENSHOTS_DIR": str(tmp_path / "banner-screenshots"),
     }
     config.update(overrides)
     app = create_app(config)

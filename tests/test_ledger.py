@@ -171,6 +171,9 @@ def test_no_personal_data_in_the_ledger(app):
 
 
 def test_audit_bundle_verifies_without_our_code(app, runner, client, tmp_path):
+    shots = app.config["BANNER_SCREENSHOTS_DIR"] / "2026-11-25.1"
+    shots.mkdir(parents=True)
+    (shots / "banner-fr-phone.png").write_bytes(b"\x89PNG fake")
     client.get("/fr/")
     append_some(app, 5)
     append_some(app, 2, locale="en")
@@ -184,6 +187,7 @@ def test_audit_bundle_verifies_without_our_code(app, runner, client, tmp_path):
         manifest = json.loads(bundle.read("manifest.json"))
         for name, digest in manifest["files"].items():
             assert hashlib.sha256(bundle.read(name)).hexdigest() == digest, name
+        assert "screenshots/2026-11-25.1/banner-fr-phone.png" in manifest["files"]
         lines = bundle.read("ledger.jsonl").decode().splitlines()
         assert independent_verify(lines) == manifest["head_hash"]
         assert manifest["row_count"] == 7 and manifest["first_seq"] == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..database import utcnow
 from ..extensions import db
@@ -68,6 +69,8 @@ Files
 - policy_versions.json: the published policy versions and dates.
 - declarations.toml: the categories, services and cookies the banner described.
 - retention.json: the retention settings in force.
+- screenshots/<policy version>/: dated screenshots of the banner, desktop and phone,
+  when they were taken (a proof method suggested by the CNIL).
 - manifest.json: SHA-256 of each file, row count, first/last seq, head hash, result of
   our own verification, generation time.
 
@@ -133,6 +136,12 @@ def write_audit_bundle(path: Path) -> dict:
             "retention.json": _json_bytes(retention_settings()),
             "README.txt": BUNDLE_README.encode("utf-8"),
         }
+        for screenshot in sorted(
+            Path(current_app.config["BANNER_SCREENSHOTS_DIR"]).glob("*/*.png")
+        ):
+            extra[f"screenshots/{screenshot.parent.name}/{screenshot.name}"] = (
+                screenshot.read_bytes()
+            )
         for name, data in extra.items():
             bundle.writestr(name, data)
             files[name] = hashlib.sha256(data).hexdigest()
