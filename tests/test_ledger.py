@@ -239,3 +239,33 @@ def test_concurrent_appends_never_fork(app, runner):
     assert seqs == list(range(1, 801))
     result = runner.invoke(args=["consent", "verify"])
     assert result.exit_code == 0 and "800 records" in result.output
+
+
+def test_purge_leaves_a_checkpoint_and_the_rest_verifies(app, runner):
+    import time_machine
+
+    with time_machine.travel("2025-01-10 12:00:00Z", tick=False):
+        append_some(app, 5)
+    with time_machine.travel("2026-06-10 12:00:00Z", tick=False):
+        append_some(app, 3)
+    with time_machine.travel("2026-07-01 12:00:00Z", tick=False):
+        dry = runner.invoke(
+            args=["consent", "purge", "--older-than-days", "365", "--dry-run"]
+        )
+        assert "would purge 5 records (up to seq 5)" in dry.output
+        assert len(export_lines(runner)) == 8
+        done = runner.invoke(args=["consent", "purge", "--older-than-days", "365"])
+        assert "purged 5 records" in done.output
+        again = runner.invoke(args=["consent", "purge", "--older-than-days", "365"])
+        assert "purged 0 records" in again.output
+    lines = export_lines(runner)
+    assert [json.loads(line)["seq"] for line in lines] == [6, 7, 8]
+    result = runner.invoke(args=["consent", "verify"])
+    assert result.exit_code == 0 and "3 records" in result.output
+    # appending after a purge continues the same chain
+    append_some(app, 1)
+    assert runner.invoke(args=["consent", "verify"]).exit_code == 0
+    # deleting the first surviving record is still caught
+    _tamper(app, "DELETE FROM consent_record WHERE seq = 6")
+    result = runner.invoke(args=["consent", "verify"])
+    assert result.exit_code != 0 and "seq 6" in result.output

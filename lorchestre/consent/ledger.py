@@ -174,3 +174,40 @@ def verify_chain() -> Verification:
             expected_prev = record["hash"]
             count += 1
     return Verification(True, count, expected_prev)
+
+
+def purge_before(cutoff: datetime, dry_run: bool = False) -> tuple[int, int | None]:
+    """Delete the oldest records (a prefix of the chain) recorded before ``cutoff``.
+
+    A checkpoint keeps the last purged seq and hash, so what remains still verifies.
+    Returns (records purged, last purged seq).
+    """
+    from ..database import write_transaction
+
+    table = ConsentRecord.__table__
+    with write_transaction(lock=LEDGER_LOCK):
+        # Only a prefix may go: stop at the first record that must stay.
+        first_kept = db.session.scalar(
+            sa.select(sa.func.min(table.c.seq)).where(table.c.recorded_at >= cutoff)
+        )
+        query = (
+            sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+        )
+        if first_kept is not None:
+            query = query.where(table.c.seq < first_kept)
+        last = db.session.execute(query).first()
+        if last is None:
+            return 0, None
+        count = db.session.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c.seq <= last.seq)
+        )
+        if dry_run:
+            db.session.rollback()
+            return count, last.seq
+        db.session.execute(sa.delete(table).where(table.c.seq <= last.seq))
+        db.session.add(
+            LedgerCheckpoint(
+                last_purged_seq=last.seq, last_purged_hash=last.hash, purged_count=count
+            )
+        )
+    return count, last.seq
