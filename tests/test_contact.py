@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from babel.messages.extract import DEFAULT_KEYWORDS, extract
 from babel.messages.pofile import read_po
 from conftest import ROOT, csrf_from, make_app
+from contact_helpers import VALID, post_contact
 from flask import Flask
-from flask.testing import FlaskClient
 from flask_babel import force_locale
 
 from lorchestre.contact import forms
@@ -27,22 +27,6 @@ from lorchestre.models import (
     MarketingConsentEvent,
     OutboxMessage,
 )
-
-VALID = {
-    "name": "Camille Martin",
-    "email": "camille@example.fr",
-    "message": "Bonjour, je cherche un parfum boisé.",
-}
-
-
-def post_contact(
-    client: FlaskClient, lang: str = "en", *, headers: dict | None = None, **fields
-):
-    """GET the form (for its CSRF token), then POST the given fields over VALID."""
-    page = client.get(f"/{lang}/contact")
-    data = {"csrf_token": csrf_from(page.data), **VALID, **fields}
-    data = {key: value for key, value in data.items() if value is not None}
-    return client.post(f"/{lang}/contact", data=data, headers=headers or {})
 
 
 def counts(app: Flask) -> dict[str, int]:
