@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import force_locale
 from flask_mailman import EmailMessage
 from flask_mailman.backends.base import BaseEmailBackend
 
@@ -73,6 +74,16 @@ def external_url(endpoint: str, **values: Any) -> str:
         base.netloc, script_name=base.path or "/", url_scheme=base.scheme
     )
     return adapter.build(endpoint, values, force_external=True)
+
+
+def render_mail(template: str, language: str, **context: Any) -> str:
+    """Render a plain-text mail template in ``language``, with or without a request.
+
+    Campaigns and commands have no request, so the page context processors (which
+    read the URL's language) are bypassed: a mail template gets only ``context``.
+    """
+    with force_locale(language):
+        return current_app.jinja_env.get_template(template).render(**context)
 
 
 def enqueue(

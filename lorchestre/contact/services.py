@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import current_app, render_template
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
@@ -15,7 +15,7 @@ from ..database import utcnow, write_transaction
 from ..extensions import db
 from ..marketing.services import record_opt_in, unsubscribe_url
 from ..models import ContactMessage, Lead
-from ..outbox import enqueue, external_url
+from ..outbox import enqueue, external_url, render_mail
 from ..textinput import InvalidEmail, normalise, parse_email
 from .forms import ContactForm
 
@@ -111,12 +111,13 @@ def _queue_acknowledgement(lead: Lead, submission: ContactSubmission) -> None:
     """
     with force_locale(submission.language):
         subject = _("We have received your message")
-        body = render_template(
-            "mail/contact_ack.txt",
-            opted_in=submission.marketing,
-            unsubscribe_url=unsubscribe_url(lead) if submission.marketing else None,
-            rights_url=external_url("rights.desk", lang_code=submission.language),
-        )
+    body = render_mail(
+        "mail/contact_ack.txt",
+        submission.language,
+        opted_in=submission.marketing,
+        unsubscribe_url=unsubscribe_url(lead) if submission.marketing else None,
+        rights_url=external_url("rights.desk", lang_code=submission.language),
+    )
     enqueue(kind="contact_ack", to=lead.email, subject=subject, body=body, lead=lead)
 
 
@@ -124,9 +125,12 @@ def _queue_notification(lead: Lead, submission: ContactSubmission) -> None:
     """Pass the message on to the house, with Reply-To set to the visitor."""
     with force_locale(DEFAULT_LANGUAGE):
         subject = _("New contact message from %(name)s", name=submission.name)
-        body = render_template(
-            "mail/contact_notification.txt", lead=lead, submission=submission
-        )
+    body = render_mail(
+        "mail/contact_notification.txt",
+        DEFAULT_LANGUAGE,
+        lead=lead,
+        submission=submission,
+    )
     enqueue(
         kind="contact_notification",
         to=current_app.config["HOUSE_NOTIFICATION_ADDRESS"],

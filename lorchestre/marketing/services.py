@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import render_template
-from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from itsdangerous import BadData
 
 from ..database import utcnow, write_transaction
 from ..extensions import db
 from ..models import Lead, MarketingConsentEvent, OutboxMessage
-from ..outbox import enqueue, external_url
+from ..outbox import enqueue, external_url, render_mail
 from ..tokens import SALT_UNSUBSCRIBE, serializer
 
 # The opt-in box's wording is what the visitor agrees to: change CONSENT_LABEL (or its
@@ -134,8 +132,9 @@ def queue_marketing_email(lead: Lead, *, subject: str, body: str) -> OutboxMessa
     if not lead.marketing_opt_in:
         raise MarketingNotAllowed(f"lead {lead.id} has not opted in")
     link = unsubscribe_url(lead)
-    with force_locale(lead.language):
-        footer = render_template("mail/marketing_footer.txt", unsubscribe_url=link)
+    footer = render_mail(
+        "mail/marketing_footer.txt", lead.language, unsubscribe_url=link
+    )
     return enqueue(
         kind="marketing",
         to=lead.email,
