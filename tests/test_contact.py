@@ -145,10 +145,24 @@ def test_valid_submission_stores_lead_message_and_queues_two_mails(app, client):
     assert VALID["message"] not in ack.body  # never a relay for the visitor's text
     assert notification.to_address == app.config["HOUSE_NOTIFICATION_ADDRESS"]
     assert notification.reply_to == "camille@example.fr"
-    assert (
-        notification.subject == "Formulaire de contact\u00a0: message de Camille Martin"
+    assert notification.subject == (
+        "Nouveau message par le formulaire de contact\u00a0: Camille Martin"
     )
     assert VALID["message"] in notification.body
+
+
+def test_no_house_address_means_no_notification(tmp_path):
+    app = make_app(tmp_path, HOUSE_NOTIFICATION_ADDRESS="")
+    try:
+        assert post_contact(app.test_client()).status_code == 303
+        with app.app_context():
+            kinds = list(db.session.scalars(sa.select(OutboxMessage.kind)))
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+    assert kinds == ["contact_ack"]
 
 
 def test_acknowledgement_is_in_the_visitors_language(app, client):

@@ -123,6 +123,9 @@ def _queue_acknowledgement(lead: Lead, submission: ContactSubmission) -> None:
 
 def _queue_notification(lead: Lead, submission: ContactSubmission) -> None:
     """Pass the message on to the house, with Reply-To set to the visitor."""
+    address = current_app.config["HOUSE_NOTIFICATION_ADDRESS"]
+    if not address:  # staff read leads elsewhere; nothing to send
+        return
     with force_locale(DEFAULT_LANGUAGE):
         subject = _("New contact message from %(name)s", name=submission.name)
     body = render_mail(
@@ -133,7 +136,7 @@ def _queue_notification(lead: Lead, submission: ContactSubmission) -> None:
     )
     enqueue(
         kind="contact_notification",
-        to=current_app.config["HOUSE_NOTIFICATION_ADDRESS"],
+        to=address,
         reply_to=lead.email,
         subject=subject[:SUBJECT_MAX],
         body=body,
