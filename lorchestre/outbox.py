@@ -260,13 +260,28 @@ def send_due(limit: int = 100) -> DeliveryReport:
     return report
 
 
+def _describe(exc: Exception) -> str:
+    """The error without the text that may quote an address or a header: for logs."""
+    name = type(exc).__name__
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = sorted({code for code, _msg in exc.recipients.values()})
+        return f"{name} {' '.join(map(str, codes))}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"{name} {exc.smtp_code}"
+    if isinstance(exc, ValueError):
+        return name
+    return f"{name}: {exc}"  # network errors: host, port, errno
+
+
 def _record_failure(claim: _Claim, exc: Exception, report: DeliveryReport) -> bool:
     """Schedule a retry or give up; returns whether the batch should stop."""
+    # The row keeps the full text (it is erased with the lead); logs get no address.
     error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX_LENGTH]
+    summary = _describe(exc)
     current_app.logger.warning(
-        "outbox message %s: attempt %s failed: %s", claim.id, claim.attempts, error
+        "outbox message %s: attempt %s failed: %s", claim.id, claim.attempts, summary
     )
-    report.errors.append(f"message {claim.id}: {error}")
+    report.errors.append(f"message {claim.id}: {summary}")
     if (
         _is_permanent(exc)
         or claim.attempts >= current_app.config["OUTBOX_MAX_ATTEMPTS"]
