@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Flask
 
-from . import cli, errors, i18n, security, templating
+from . import cli, errors, i18n, outbox, security, templating
 from .config import STATIC_DIR, TEMPLATES_DIR, DefaultConfig
 from .database import configure_engine
-from .extensions import babel, csrf, db, limiter, migrate
+from .extensions import babel, csrf, db, limiter, mail, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -51,6 +51,11 @@ def _derive_settings(app: Flask) -> None:
         config.get("BANNER_SCREENSHOTS_DIR")
         or Path(app.instance_path) / "banner-screenshots"
     )
+
+    if not config.get("MAIL_FILE_PATH"):
+        config["MAIL_FILE_PATH"] = str(Path(app.instance_path) / "outbox")
+    if not config.get("MAIL_BACKEND"):
+        config["MAIL_BACKEND"] = outbox.default_backend(config)
     if config.get("PROXY_COUNT"):
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -72,6 +77,7 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     babel.init_app(app, locale_selector=i18n.current_language)
     limiter.init_app(app)
+    mail.init_app(app)
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.add_extension("jinja2.ext.do")
 
@@ -81,6 +87,7 @@ def _register_blueprints(app: Flask) -> None:
     from .consent.views import bp as consent_bp
     from .consent.views import public_bp as consent_public_bp
     from .contact.views import bp as contact_bp
+    from .marketing.views import bp as marketing_bp
     from .pages.views import bp as pages_bp
     from .pages.views import health_bp
     from .rights.views import bp as rights_bp
@@ -91,3 +98,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(consent_public_bp)
     app.register_blueprint(contact_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(rights_bp, url_prefix=i18n.LANG_PREFIX)
+    app.register_blueprint(marketing_bp, url_prefix=i18n.LANG_PREFIX)

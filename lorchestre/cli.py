@@ -1,4 +1,4 @@
-"""Flask commands: translations, the consent ledger."""
+"""Flask commands: translations, the consent ledger, the e-mail outbox, retention."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from .config import PROJECT_ROOT, TRANSLATIONS_DIR
 
 translate = AppGroup("translate", help="Extract, update and compile the translations.")
 consent = AppGroup("consent", help="Export, verify and bundle the consent ledger.")
+outbox = AppGroup("outbox", help="Deliver the queued e-mails.")
+retention = AppGroup("retention", help="Apply the data-retention rules.")
 
 POT_FILE = TRANSLATIONS_DIR / "messages.pot"
 BABEL_CFG = TRANSLATIONS_DIR / "babel.cfg"
@@ -142,7 +144,76 @@ def consent_purge(older_than_days: int, dry_run: bool) -> None:
     )
 
 
+@outbox.command("send")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Most messages to attempt in this run.",
+)
+def outbox_send(limit: int) -> None:
+    """Deliver the due messages; exit 1 if an attempt failed (it is retried later)."""
+    from flask import current_app
+
+    from .outbox import EML_BACKEND, send_due, status_counts
+
+    config = current_app.config
+    to_files = config["MAIL_BACKEND"] == EML_BACKEND
+    if to_files and config["ENV_NAME"] == "production":
+        click.echo("warning: no LORCHESTRE_MAIL_SERVER: writing files", err=True)
+    report = send_due(limit=limit)
+    click.echo(
+        f"outbox: {report.sent} sent, {report.retrying} to retry later, "
+        f"{report.failed} given up; {status_counts()['pending']} waiting"
+    )
+    if report.sent and to_files:
+        click.echo(f"written as .eml files in {config['MAIL_FILE_PATH']}")
+    for error in report.errors:
+        click.echo(f"  {error}", err=True)
+    if report.retrying or report.failed:
+        sys.exit(1)
+
+
+@outbox.command("status")
+def outbox_status() -> None:
+    """Count the messages in each state."""
+    from .outbox import status_counts
+
+    counts = status_counts()
+    click.echo(", ".join(f"{status}: {count}" for status, count in counts.items()))
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Only say what would be erased.")
+def retention_run(dry_run: bool) -> None:
+    """Erase prospects past the retention period and expire delivered e-mails."""
+    from .retention import run_retention
+
+    report = run_retention(dry_run=dry_run)
+    erased, verb = report.erased, "would be" if dry_run else "were"
+    note = " (dry run: nothing changed)" if dry_run else ""
+    click.echo(f"retention run at {report.started_at:%Y-%m-%d %H:%M:%S} UTC{note}")
+    click.echo(
+        "rule: prospects whose last interaction is before "
+        f"{report.cutoff:%Y-%m-%d %H:%M:%S} UTC are erased"
+    )
+    click.echo(f"prospects {verb} erased: {erased.leads}")
+    click.echo(
+        f"  with them, {erased.messages} messages, {erased.consent_events} "
+        f"marketing-consent events and {erased.outbox_messages} e-mails"
+    )
+    click.echo(f"clients kept past that date (contract running): {report.clients_kept}")
+    click.echo(
+        f"delivered or abandoned e-mails past {report.outbox_keep_days} days "
+        f"{verb} deleted: {report.outbox_expired}"
+    )
+    click.echo("run recorded for the DPO")
+
+
 def init_app(app: Flask) -> None:
     """Attach the command groups to ``flask``."""
     app.cli.add_command(translate)
     app.cli.add_command(consent)
+    app.cli.add_command(outbox)
+    app.cli.add_command(retention)

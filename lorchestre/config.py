@@ -53,3 +53,29 @@ class DefaultConfig:
     # Dated screenshots of the banner per policy version (a CNIL proof method); the
     # audit bundle includes them. None: instance/banner-screenshots.
     BANNER_SCREENSHOTS_DIR: str | None = None
+
+    # Contact form: Flask-Limiter syntax, counted per client address on POST only.
+    CONTACT_RATE_LIMIT = "5 per minute; 30 per day"
+
+    # E-mail (Flask-Mailman). SMTP when MAIL_SERVER is set; otherwise each message is
+    # written as an .eml file into MAIL_FILE_PATH (default instance/outbox/). Links in
+    # e-mails are built on BASE_URL, never on the request's Host.
+    MAIL_SERVER: str | None = None
+    MAIL_PORT = 587
+    MAIL_USE_TLS = True  # STARTTLS on the submission port
+    MAIL_USE_SSL = False
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: str | None = None
+    MAIL_TIMEOUT = 30  # seconds; a stuck server must not stall the outbox forever
+    MAIL_DEFAULT_SENDER = "L'ORCHESTRE PARFUM <contact@lorchestreparfum.com>"
+    MAIL_BACKEND: str | None = None  # None: derived from the settings above
+    MAIL_FILE_PATH: str | None = None
+    HOUSE_NOTIFICATION_ADDRESS = "contact@lorchestreparfum.com"
+
+    # Outbox delivery: exponential back-off from OUTBOX_RETRY_BASE_SECONDS, capped, then
+    # given up after OUTBOX_MAX_ATTEMPTS; a claim older than the timeout is retried.
+    OUTBOX_MAX_ATTEMPTS = 10
+    OUTBOX_RETRY_BASE_SECONDS = 60
+    OUTBOX_RETRY_MAX_SECONDS = 6 * 60 * 60
+    OUTBOX_CLAIM_TIMEOUT_SECONDS = 15 * 60
+    OUTBOX_KEEP_DAYS = 30  # delivered or abandoned mails are deleted after this

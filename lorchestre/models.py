@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .database import UTCDateTime, utcnow
 from .extensions import db
@@ -62,3 +62,126 @@ class LedgerCheckpoint(db.Model):
     last_purged_seq: Mapped[int] = mapped_column(sa.BigInteger)
     last_purged_hash: Mapped[str] = mapped_column(sa.String(64))
     purged_count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class Lead(db.Model):
+    """A person who wrote to the house: one per e-mail address (spec §6)."""
+
+    __tablename__ = "lead"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('prospect', 'client')", name="status"),
+        sa.Index("ix_lead_status_last_interaction_at", "status", "last_interaction_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Random, for links in e-mails: a signed token carries this, never the address.
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    # The address as last typed (normalised), used to write back...
+    email: Mapped[str] = mapped_column(sa.String(320))
+    # ...and its case-folded form, which is what makes two submissions the same lead.
+    email_key: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="prospect")
+    language: Mapped[str] = mapped_column(sa.String(2))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    phone: Mapped[str | None] = mapped_column(sa.String(64))
+    company: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_interaction_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    marketing_opt_in: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    marketing_opt_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    marketing_wording_version: Mapped[str | None] = mapped_column(sa.String(32))
+    marketing_opt_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ContactMessage(db.Model):
+    """One message sent through the contact form, attached to its lead."""
+
+    __tablename__ = "contact_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("lead.id", ondelete="CASCADE"), index=True
+    )
+    body: Mapped[str] = mapped_column(sa.Text)
+    language: Mapped[str] = mapped_column(sa.String(2))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lead: Mapped[Lead] = relationship()
+
+
+class MarketingConsentEvent(db.Model):
+    """One opt-in or opt-out of marketing e-mails: the history the rights desk shows."""
+
+    __tablename__ = "marketing_consent_event"
+    __table_args__ = (
+        sa.CheckConstraint("event IN ('opt_in', 'opt_out')", name="event"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("lead.id", ondelete="CASCADE"), index=True
+    )
+    event: Mapped[str] = mapped_column(sa.String(8))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # contact_form, unsubscribe_link, one_click (RFC 8058), rights_desk...
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    language: Mapped[str] = mapped_column(sa.String(2))
+    wording_version: Mapped[str | None] = mapped_column(sa.String(32))
+
+    lead: Mapped[Lead] = relationship()
+
+
+class OutboxMessage(db.Model):
+    """An e-mail waiting for, or done with, delivery by `flask outbox send`."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'sent', 'failed')", name="status"
+        ),
+        sa.Index(
+            "ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Erasing a lead erases the mails about them too (they hold the same data).
+    lead_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("lead.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    to_address: Mapped[str] = mapped_column(sa.String(320))
+    reply_to: Mapped[str | None] = mapped_column(sa.String(320))
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    body: Mapped[str] = mapped_column(sa.Text)
+    headers: Mapped[dict | None] = mapped_column(sa.JSON)
+    # Fixed when queued, so a retried message keeps its identity.
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(sa.String(32))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+
+    lead: Mapped[Lead | None] = relationship()
+
+
+class RetentionRun(db.Model):
+    """One run of `flask retention run`, with its counts, kept for the DPO."""
+
+    __tablename__ = "retention_run"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dry_run: Mapped[bool] = mapped_column(sa.Boolean)
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    prospects_erased: Mapped[int] = mapped_column(sa.Integer)
+    messages_deleted: Mapped[int] = mapped_column(sa.Integer)
+    consent_events_deleted: Mapped[int] = mapped_column(sa.Integer)
+    outbox_deleted: Mapped[int] = mapped_column(sa.Integer)
+    outbox_expired: Mapped[int] = mapped_column(sa.Integer)
+    clients_kept: Mapped[int] = mapped_column(sa.Integer)

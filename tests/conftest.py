@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -179,6 +180,12 @@ def new_page(chromium, tmp_path: Path):
 
 
 @pytest.fixture
-def screenshot_dir(tmp_path: Path) -> Path:
-    """Where a test writes its screenshots (also copied under test-artifacts/ for review)."""
-    return tmp_path
+def screenshot_dir(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Where a test writes its screenshots; copied under test-artifacts/ for review."""
+    folder = tmp_path / "screenshots"
+    folder.mkdir()
+    yield folder
+    target = ROOT / "test-artifacts" / re.sub(r"[^\w.-]+", "_", request.node.name)
+    for shot in folder.glob("*.png"):
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target / shot.name)

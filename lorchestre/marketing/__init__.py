@@ -1,0 +1,1 @@
+"""Marketing e-mail consent: opt-in, one-click unsubscribe, marketing messages."""
