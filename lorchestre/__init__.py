@@ -10,7 +10,7 @@ from flask import Flask
 from . import cli, errors, i18n, security, templating
 from .config import STATIC_DIR, TEMPLATES_DIR, DefaultConfig
 from .database import configure_engine
-from .extensions import babel, csrf, db, limiter, migrate
+from .extensions import babel, csrf, db, limiter, login_manager, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -68,6 +68,8 @@ def _init_extensions(app: Flask) -> None:
     csrf.init_app(app)
     babel.init_app(app, locale_selector=i18n.current_language)
     limiter.init_app(app)
+    # current_user is given to staff templates only, so public pages never load a user.
+    login_manager.init_app(app, add_context_processor=False)
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.add_extension("jinja2.ext.do")
 
