@@ -82,6 +82,7 @@ def _register_blueprints(app: Flask) -> None:
     from .pages.views import bp as pages_bp
     from .pages.views import health_bp
     from .rights.views import bp as rights_bp
+    from .staff.views import bp as staff_bp
 
     app.register_blueprint(pages_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(health_bp)
@@ -89,3 +90,5 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(consent_public_bp)
     app.register_blueprint(contact_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(rights_bp, url_prefix=i18n.LANG_PREFIX)
+    # Staff pages are not language-prefixed: they follow the browser's language.
+    app.register_blueprint(staff_bp, url_prefix="/staff")
