@@ -62,9 +62,14 @@ def _no_transfer() -> str:
     return _("None: the data is stored and processed in France only.")
 
 
+def _pair(name: str, text: str) -> str:
+    """ "name: text", with the page language's spacing before the colon."""
+    return _("%(name)s: %(text)s", name=name, text=text)
+
+
 def _cookie_lines(category: Category, locale: str) -> list[str]:
     return [
-        f"{cookie.name}: {cookie.purpose(locale)}"
+        _pair(cookie.name, cookie.purpose(locale))
         for service in category.services
         for cookie in service.cookies
     ]
@@ -72,7 +77,7 @@ def _cookie_lines(category: Category, locale: str) -> list[str]:
 
 def _lifetime_lines(category: Category, locale: str) -> list[str]:
     return [
-        f"{cookie.name}: {cookie.lifetime(locale)}"
+        _pair(cookie.name, cookie.lifetime(locale))
         for service in category.services
         for cookie in service.cookies
     ]
@@ -80,7 +85,7 @@ def _lifetime_lines(category: Category, locale: str) -> list[str]:
 
 def _recipient_lines(category: Category, locale: str) -> list[str]:
     return [
-        f"{service.provider} ({service.name}): {service.destination(locale)}"
+        _pair(f"{service.provider} ({service.name})", service.destination(locale))
         for service in category.services
     ]
 
@@ -365,11 +370,11 @@ def register_markdown(register: Register) -> str:
         lines = [
             f"# {_('Record of processing activities (GDPR art. 30)')}",
             "",
-            f"- {_('Controller')}: {register.controller['name']}, Siret {register.controller['siret']}",
-            f"- {_('Address')}: {register.controller['address']}",
-            f"- {_('Data-protection contact')}: {register.controller['contact']}",
-            f"- {_('Policy version')}: {register.policy_version}",
-            f"- {_('Generated at')}: {register.generated_at}",
+            f"- {_pair(_('Controller'), register.controller['name'])}, Siret {register.controller['siret']}",
+            f"- {_pair(_('Address'), register.controller['address'])}",
+            f"- {_pair(_('Data-protection contact'), register.controller['contact'])}",
+            f"- {_pair(_('Policy version'), register.policy_version)}",
+            f"- {_pair(_('Generated at'), register.generated_at)}",
             "",
         ]
         for number, activity in enumerate(register.activities, start=1):

@@ -283,14 +283,28 @@ def dashboard():
     if not form.validate():
         return render_template("staff/dashboard.html", form=form, stats=None)
     start, end = form.days(utcnow().date())
+    form.start.data, form.end.data = start, end  # show the range the figures cover
     stats = consent_stats(start, end)
+    categories = [c for c in load_categories() if not c.required]
+    lang = current_language()
     return render_template(
         "staff/dashboard.html",
         form=form,
         stats=stats,
-        categories=[c for c in load_categories() if not c.required],
+        categories=categories,
         locales=LOCALES,
         range_args={"from": start.isoformat(), "to": end.isoformat()},
+        # One bar per series in each group, for the two rate charts.
+        category_groups=[
+            (c.label(lang), {"all": stats.overall.opt_in[c.key]}) for c in categories
+        ],
+        language_groups=[
+            (
+                c.label(lang),
+                {loc: stats.languages[loc].opt_in[c.key] for loc in LOCALES},
+            )
+            for c in categories
+        ],
     )
 
 
