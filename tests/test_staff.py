@@ -558,6 +558,24 @@ def test_a_cut_export_is_detected(app, staff, ledger) -> None:
     assert parse_trailer(tampered)["intact"] is False
 
 
+def test_a_download_cut_short_closes_its_cursor(app, staff) -> None:
+    with app.app_context():
+        seed_ledger(
+            12_000, datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+        )
+    client = signed_in(app, "dpo")
+    token = csrf_of(client.get("/staff/ledger").data)
+    response = client.post(
+        "/staff/ledger/export",
+        data={"csrf_token": token, "format": "csv"},
+        buffered=False,
+    )
+    first = next(iter(response.response))
+    assert first.startswith(b"seq,consent_id,recorded_at,action,")
+    response.close()  # the browser went away: on PostgreSQL the server-side cursor closes
+    assert client.get("/staff/ledger").status_code == 200
+
+
 def test_a_bad_export_form_is_shown_again_with_its_errors(app, staff) -> None:
     client = signed_in(app, "dpo")
     response = _export(client, "jsonl", **{"from": "2026-03-05", "to": "2026-03-01"})

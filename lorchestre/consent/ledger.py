@@ -136,8 +136,13 @@ def iter_records(
     if until is not None:
         query = query.where(table.c.recorded_at < until)
     result = db.session.execute(query.execution_options(yield_per=batch))
-    for row in result:
-        yield row_to_record(row)
+    try:
+        for row in result:
+            yield row_to_record(row)
+    finally:
+        # A consumer may stop early (a broken link, a dropped download): close the
+        # cursor now, or PostgreSQL's server-side cursor lingers until garbage collection.
+        result.close()
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ def verify_chain() -> Verification:
     """Recompute every hash and check seq continuity and links, in one streamed pass."""
     expected_seq, expected_prev = chain_start()
     count = 0
-    for record in iter_records():
+    records = iter_records()
+    for record in records:
         expected_seq += 1
         problem = None
         if record["seq"] != expected_seq:
@@ -167,6 +173,7 @@ def verify_chain() -> Verification:
         elif compute_hash(record) != record["hash"]:
             problem = "hash does not match the record's content"
         if problem:
+            records.close()
             return Verification(False, count, expected_prev, expected_seq, problem)
         expected_prev = record["hash"]
         count += 1

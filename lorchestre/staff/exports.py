@@ -16,6 +16,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -69,16 +70,18 @@ def ledger_export(
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     count, first_seq, last_seq, head_hash = 0, None, None, None
-    for record in iter_records(since, until):
-        if writer is not None:
-            writer.writerow(csv_row(record))
-        else:
-            buffer.write(jsonl_line(record))
-        count += 1
-        first_seq = record["seq"] if first_seq is None else first_seq
-        last_seq, head_hash = record["seq"], record["hash"]
-        if count % CHUNK_ROWS == 0:
-            yield _spend(buffer, digest)
+    # closing(): a download cut short closes this generator, and with it the cursor.
+    with closing(iter_records(since, until)) as records:
+        for record in records:
+            if writer is not None:
+                writer.writerow(csv_row(record))
+            else:
+                buffer.write(jsonl_line(record))
+            count += 1
+            first_seq = record["seq"] if first_seq is None else first_seq
+            last_seq, head_hash = record["seq"], record["hash"]
+            if count % CHUNK_ROWS == 0:
+                yield _spend(buffer, digest)
     yield _spend(buffer, digest)
     summary = {
         "format": fmt,
