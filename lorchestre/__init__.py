@@ -47,6 +47,10 @@ def _derive_settings(app: Flask) -> None:
             f"sqlite:///{Path(app.instance_path) / 'lorchestre.db'}"
         )
     config["SESSION_COOKIE_SECURE"] = bool(config["COOKIE_SECURE"])
+    config["BANNER_SCREENSHOTS_DIR"] = Path(
+        config.get("BANNER_SCREENSHOTS_DIR")
+        or Path(app.instance_path) / "banner-screenshots"
+    )
     if config.get("PROXY_COUNT"):
         from werkzeug.middleware.proxy_fix import ProxyFix
 

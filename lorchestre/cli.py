@@ -124,6 +124,25 @@ def consent_audit_bundle(output: Path) -> None:
     )
 
 
+@consent.command("purge")
+@click.option("--older-than-days", type=click.IntRange(min=1), required=True)
+@click.option(
+    "--dry-run", is_flag=True, help="Say what would be purged; change nothing."
+)
+def consent_purge(older_than_days: int, dry_run: bool) -> None:
+    """Delete ledger records older than N days, leaving a checkpoint so the rest verifies."""
+    from datetime import timedelta
+
+    from .consent.ledger import purge_before
+    from .database import utcnow
+
+    count, last_seq = purge_before(utcnow() - timedelta(days=older_than_days), dry_run)
+    verb = "would purge" if dry_run else "purged"
+    click.echo(
+        f"{verb} {count} records" + (f" (up to seq {last_seq})" if last_seq else "")
+    )
+
+
 def _read_password(from_stdin: bool) -> str:
     """The new password: first line of standard input, or typed twice at a hidden prompt."""
     if from_stdin:

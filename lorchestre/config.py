@@ -50,6 +50,10 @@ class DefaultConfig:
 
     BASE_URL = "http://127.0.0.1:5000"
 
+    # Dated screenshots of the banner per policy version (a CNIL proof method); the
+    # audit bundle includes them. None: instance/banner-screenshots.
+    BANNER_SCREENSHOTS_DIR: str | None = None
+
     # Staff area (spec §8). Login attempts are counted in the rate-limit storage above.
     # Flask-Login: a staff session moved to another address or browser is dropped.
     SESSION_PROTECTION = "strong"

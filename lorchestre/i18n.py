@@ -22,7 +22,11 @@ def preferred_language() -> str:
 def current_language() -> str:
     """The page's language: from the URL when there is one, else negotiated."""
     lang = g.get("lang_code")
-    return lang if lang in LANGUAGES else preferred_language()
+    if lang in LANGUAGES:
+        return lang
+    # An unmatched URL (404, 405) still says its language in its first segment.
+    prefix = request.path.split("/", 2)[1] if request.path.count("/") >= 2 else ""
+    return prefix if prefix in LANGUAGES else preferred_language()
 
 
 def other_language(lang: str) -> str:

@@ -22,7 +22,11 @@ class PolicyVersion:
 # Append a new entry whenever the policy, the legal texts of the banner or the
 # declarations change; tests/test_policy_version.py fails until you do.
 POLICY_VERSIONS: tuple[PolicyVersion, ...] = (
-    PolicyVersion("2026-11-25.1", date(2026, 11, 25), "pending"),
+    PolicyVersion(
+        "2026-11-25.1",
+        date(2026, 11, 25),
+        "a30c2d79cf88e94b5d2db0679e07c1a9f9b897a591c99f9f6df0e471df3ce688",
+    ),
 )
 
 CURRENT_POLICY = POLICY_VERSIONS[-1]

@@ -9,7 +9,6 @@ from werkzeug.routing import BuildError
 from .consent.declarations import load_categories
 from .consent.services import consented, current_consent, gpc_signal
 from .i18n import current_language, other_language
-from .policy import CURRENT_POLICY
 
 
 def switch_language_url() -> str:
@@ -38,7 +37,6 @@ def init_app(app: Flask) -> None:
         switch_language_url=switch_language_url,
         current_path=current_path,
         consent_categories=load_categories,
-        current_policy=CURRENT_POLICY,
         format_date=format_date,
         format_datetime=format_datetime,
     )

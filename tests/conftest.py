@@ -44,6 +44,7 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
         "SQLALCHEMY_DATABASE_URI": database_url(tmp_path),
         "COOKIE_SECURE": False,
         "RATELIMIT_STORAGE_URI": "memory://",
+        "BANNER_SCREENSHOTS_DIR": str(tmp_path / "banner-screenshots"),
     }
     config.update(overrides)
     app = create_app(config)
@@ -54,14 +55,27 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
+def app_factory(tmp_path: Path) -> Iterator:
+    """Factory for extra apps with overridden settings; each is torn down after the test."""
+    apps: list[Flask] = []
+
+    def factory(**overrides) -> Flask:
+        app = make_app(tmp_path, **overrides)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        with app.app_context():
+            db.session.remove()
+            db.drop_all()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory) -> Flask:
     """The application, with an empty database that is dropped afterwards."""
-    app = make_app(tmp_path)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    return app_factory()
 
 
 @pytest.fixture

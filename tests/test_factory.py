@@ -105,3 +105,27 @@ def test_healthz_503_when_database_is_gone(tmp_path):
     )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
+
+
+def test_unexpected_error_gives_a_bilingual_500_page(app):
+    def boom():
+        raise RuntimeError("unexpected")
+
+    app.add_url_rule("/fr/boom", view_func=boom)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = app.test_client().get("/fr/boom")
+    assert response.status_code == 500
+    assert (
+        "Un incident est survenu" in response.text
+        and "Something went wrong" in response.text
+    )
+    assert "RuntimeError" not in response.text
+
+
+@pytest.mark.parametrize(("code", "fr", "en"), [(404, "Page introuvable", "Page not found"),
+                                                 (405, "Méthode non autorisée", "Method not allowed")])  # fmt: skip
+def test_error_pages_speak_both_languages(client, code, fr, en):
+    response = client.get("/en/nope") if code == 404 else client.post("/en/privacy")
+    assert response.status_code == code
+    assert response.text.index(en) < response.text.index(fr)  # page language first
+    assert '<html lang="en">' in response.text

@@ -127,15 +127,3 @@ def load_categories() -> tuple[Category, ...]:
     """The declared categories, parsed once per process."""
     with DECLARATIONS_FILE.open("rb") as handle:
         return parse_declarations(tomllib.load(handle))
-
-
-def category(key: str) -> Category:
-    """One declared category by key."""
-    return next(c for c in load_categories() if c.key == key)
-
-
-def optional_cookie_names() -> tuple[str, ...]:
-    """Every cookie of an optional category: what a refusal or withdrawal expires."""
-    return tuple(
-        name for c in load_categories() if not c.required for name in c.cookie_names
-    )

@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import TextIO
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..database import utcnow
 from ..extensions import db
 from ..models import BannerText
 from ..policy import CURRENT_POLICY, POLICY_VERSIONS
 from .declarations import CATEGORY_KEYS, DECLARATIONS_FILE
-from .ledger import RECORD_FIELDS, format_timestamp, iter_records, verify_chain
+from .ledger import (
+    RECORD_FIELDS,
+    chain_start,
+    format_timestamp,
+    iter_records,
+    verify_chain,
+)
 
 CSV_COLUMNS = [f for f in RECORD_FIELDS if f != "choices"]
 CSV_COLUMNS[CSV_COLUMNS.index("action") + 1 : CSV_COLUMNS.index("action") + 1] = (
@@ -68,13 +75,16 @@ Files
 - policy_versions.json: the published policy versions and dates.
 - declarations.toml: the categories, services and cookies the banner described.
 - retention.json: the retention settings in force.
+- screenshots/<policy version>/: dated screenshots of the banner, desktop and phone,
+  when they were taken (a proof method suggested by the CNIL).
 - manifest.json: SHA-256 of each file, row count, first/last seq, head hash, result of
   our own verification, generation time.
 
 How to verify without our software (Python 3, standard library only)
 
     import hashlib, json
-    prev = "0" * 64          # or the checkpoint hash given in manifest.json
+    manifest = json.load(open("manifest.json", encoding="utf-8"))
+    prev = manifest["chain_starts_after"]["hash"]   # 64 zeros unless a purge happened
     for line in open("ledger.jsonl", encoding="utf-8"):
         rec = json.loads(line)
         assert rec["prev_hash"] == prev, rec["seq"]
@@ -84,7 +94,7 @@ How to verify without our software (Python 3, standard library only)
         prev = rec["hash"]
     print("head", prev)      # must equal manifest.json's head_hash
 
-Also check that seq runs 1, 2, 3... without gaps, that each record's banner_sha256 is
+Also check that seq runs on from manifest["chain_starts_after"]["seq"] + 1 without gaps, that each record's banner_sha256 is
 the SHA-256 of a text in banner_texts.json, and that the file hashes match manifest.json.
 """
 
@@ -94,13 +104,14 @@ def write_audit_bundle(path: Path) -> dict:
     from ..policy import retention_settings
 
     verification = verify_chain()
+    start_seq, start_hash = chain_start()
     files: dict[str, str] = {}
     first_seq = last_seq = None
     row_count = 0
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         digest = hashlib.sha256()
         with bundle.open("ledger.jsonl", "w", force_zip64=True) as raw:
-            head = "0" * 64
+            head = start_hash
             for record in iter_records():
                 line = jsonl_line(record).encode("utf-8")
                 raw.write(line)
@@ -133,6 +144,12 @@ def write_audit_bundle(path: Path) -> dict:
             "retention.json": _json_bytes(retention_settings()),
             "README.txt": BUNDLE_README.encode("utf-8"),
         }
+        for screenshot in sorted(
+            Path(current_app.config["BANNER_SCREENSHOTS_DIR"]).glob("*/*.png")
+        ):
+            extra[f"screenshots/{screenshot.parent.name}/{screenshot.name}"] = (
+                screenshot.read_bytes()
+            )
         for name, data in extra.items():
             bundle.writestr(name, data)
             files[name] = hashlib.sha256(data).hexdigest()
@@ -141,10 +158,11 @@ def write_audit_bundle(path: Path) -> dict:
             "generated_at": format_timestamp(utcnow()),
             "current_policy_version": CURRENT_POLICY.version,
             "files": files,
+            "chain_starts_after": {"seq": start_seq, "hash": start_hash},
             "row_count": row_count,
             "first_seq": first_seq,
             "last_seq": last_seq,
-            "head_hash": head if row_count else verification.head_hash,
+            "head_hash": head,
             "verification": {
                 "ok": verification.ok,
                 "count": verification.count,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -140,9 +141,7 @@ def iter_records(
         for row in result:
             yield row_to_record(row)
     finally:
-        # A consumer may stop early (a broken link, a dropped download): close the
-        # cursor now, or PostgreSQL's server-side cursor lingers until garbage collection.
-        result.close()
+        result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
 
 
 @dataclass(frozen=True)
@@ -160,21 +159,55 @@ def verify_chain() -> Verification:
     """Recompute every hash and check seq continuity and links, in one streamed pass."""
     expected_seq, expected_prev = chain_start()
     count = 0
-    records = iter_records()
-    for record in records:
-        expected_seq += 1
-        problem = None
-        if record["seq"] != expected_seq:
-            problem = (
-                f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
-            )
-        elif record["prev_hash"] != expected_prev:
-            problem = "prev_hash does not match the previous record's hash"
-        elif compute_hash(record) != record["hash"]:
-            problem = "hash does not match the record's content"
-        if problem:
-            records.close()
-            return Verification(False, count, expected_prev, expected_seq, problem)
-        expected_prev = record["hash"]
-        count += 1
+    with closing(iter_records()) as records:
+        for record in records:
+            expected_seq += 1
+            problem = None
+            if record["seq"] != expected_seq:
+                problem = f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
+            elif record["prev_hash"] != expected_prev:
+                problem = "prev_hash does not match the previous record's hash"
+            elif compute_hash(record) != record["hash"]:
+                problem = "hash does not match the record's content"
+            if problem:
+                return Verification(False, count, expected_prev, expected_seq, problem)
+            expected_prev = record["hash"]
+            count += 1
     return Verification(True, count, expected_prev)
+
+
+def purge_before(cutoff: datetime, dry_run: bool = False) -> tuple[int, int | None]:
+    """Delete the oldest records (a prefix of the chain) recorded before ``cutoff``.
+
+    A checkpoint keeps the last purged seq and hash, so what remains still verifies.
+    Returns (records purged, last purged seq).
+    """
+    from ..database import write_transaction
+
+    table = ConsentRecord.__table__
+    with write_transaction(lock=LEDGER_LOCK):
+        # Only a prefix may go: stop at the first record that must stay.
+        first_kept = db.session.scalar(
+            sa.select(sa.func.min(table.c.seq)).where(table.c.recorded_at >= cutoff)
+        )
+        query = (
+            sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+        )
+        if first_kept is not None:
+            query = query.where(table.c.seq < first_kept)
+        last = db.session.execute(query).first()
+        if last is None:
+            return 0, None
+        count = db.session.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c.seq <= last.seq)
+        )
+        if dry_run:
+            db.session.rollback()
+            return count, last.seq
+        db.session.execute(sa.delete(table).where(table.c.seq <= last.seq))
+        db.session.add(
+            LedgerCheckpoint(
+                last_purged_seq=last.seq, last_purged_hash=last.hash, purged_count=count
+            )
+        )
+    return count, last.seq
