@@ -98,16 +98,17 @@ def test_stats_equal_a_direct_count_of_the_ledger(app: Flask, seeded) -> None:
     assert result.busiest_day == max(d.total for d in result.days)
 
 
-def test_rollup_and_live_counts_agree(app: Flask, seeded) -> None:
+def test_rollup_and_live_counts_agree(app: Flask, seeded, monkeypatch) -> None:
+    days = (date(2026, 3, 1), date(2026, 3, 11))
+    real_roll_up = stats.roll_up
     with app.app_context(), time_machine.travel(NOW, tick=False):
-        live = stats.summarise(
-            date(2026, 3, 1),
-            date(2026, 3, 11),
-            stats.buckets(date(2026, 3, 1), date(2026, 3, 11)),
-        )  # no rollup yet: everything counted from the ledger
+        monkeypatch.setattr(stats, "roll_up", lambda now=None: 0)
+        live = stats.consent_stats(*days)  # no rollup: everything from the ledger
         assert db.session.get(ConsentRollupMark, 1) is None
-        rolled = stats.consent_stats(date(2026, 3, 1), date(2026, 3, 11))
-        again = stats.consent_stats(date(2026, 3, 1), date(2026, 3, 11))
+        monkeypatch.setattr(stats, "roll_up", real_roll_up)
+        rolled = stats.consent_stats(*days)
+        again = stats.consent_stats(*days)
+        assert db.session.get(ConsentRollupMark, 1).rolled_until == date(2026, 3, 11)
     assert live == rolled == again
 
 

@@ -8,7 +8,6 @@ today, are counted live from the ledger. Aggregates only: no consent ID leaves h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -118,51 +117,21 @@ def roll_up(now: datetime | None = None) -> int:
             added += (stop - start).days
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """The number of records of one day sharing action, language, GPC and choices."""
-
-    day: date
-    action: str
-    locale: str
-    gpc: bool
-    analytics: bool
-    advertising: bool
-    personalization: bool
-    count: int
-
-
-def buckets(start: date, end: date) -> list[Bucket]:
-    """Counts for the UTC days start..end (both included): rollup first, then live."""
+def _counts(start: date, end: date) -> sa.Subquery:
+    """Grouped counts for the days start..end: the rollup for rolled days, else the ledger."""
     rolled = _rolled_until()
-    found: list[Bucket] = []
+    parts: list[sa.Select] = []
     if rolled is not None and start < rolled:
         table = ConsentDailyCount.__table__
-        rows = db.session.execute(
-            sa.select(table).where(
+        parts.append(
+            sa.select(table.c.day, *(table.c[n] for n in _GROUPS), table.c.count).where(
                 table.c.day >= start, table.c.day <= end, table.c.day < rolled
             )
         )
-        found.extend(_bucket(row) for row in rows)
     live_from = max(start, rolled) if rolled is not None else start
     if live_from <= end:
-        rows = db.session.execute(_ledger_counts(live_from, end + timedelta(days=1)))
-        found.extend(_bucket(row) for row in rows)
-    return found
-
-
-def _bucket(row) -> Bucket:
-    day = row.day if isinstance(row.day, date) else date.fromisoformat(str(row.day))
-    return Bucket(
-        day=day,
-        action=row.action,
-        locale=row.locale,
-        gpc=bool(row.gpc),
-        analytics=bool(row.analytics),
-        advertising=bool(row.advertising),
-        personalization=bool(row.personalization),
-        count=int(row.count),
-    )
+        parts.append(_ledger_counts(live_from, end + timedelta(days=1)))
+    return (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("counts")
 
 
 @dataclass
@@ -212,15 +181,14 @@ class GroupCounts:
         """``count`` as a share of every choice in this group."""
         return count / self.total if self.total else None
 
-    def add(self, bucket: Bucket) -> None:
-        """Count one bucket in."""
-        self.total += bucket.count
-        self.gpc += bucket.count if bucket.gpc else 0
-        self.actions[bucket.action] = self.actions.get(bucket.action, 0) + bucket.count
+    def add(self, action: str, count: int, gpc: int, yes: dict[str, int]) -> None:
+        """Count in ``count`` choices of one action, of which ``gpc`` and ``yes`` said so."""
+        self.total += count
+        self.gpc += gpc
+        self.actions[action] = self.actions.get(action, 0) + count
         for key in OPTIONAL_KEYS:
-            rate = self.opt_in[key]
-            rate.total += bucket.count
-            rate.yes += bucket.count if getattr(bucket, key) else 0
+            self.opt_in[key].total += count
+            self.opt_in[key].yes += yes[key]
 
 
 @dataclass
@@ -239,31 +207,56 @@ class ConsentStats:
         return max((d.total for d in self.days), default=0)
 
 
-def summarise(start: date, end: date, found: Iterable[Bucket]) -> ConsentStats:
-    """Fold buckets into per-day, overall and per-language figures."""
-    span = range((end - start).days + 1)
-    per_day = {day: DayCounts(day) for day in (start + timedelta(days=i) for i in span)}
-    overall = GroupCounts()
-    languages = {locale: GroupCounts() for locale in LOCALES}
-    for bucket in found:
-        day = per_day.get(bucket.day)
-        if day is None:
-            continue
-        day.actions[bucket.action] = day.actions.get(bucket.action, 0) + bucket.count
-        day.gpc += bucket.count if bucket.gpc else 0
-        overall.add(bucket)
-        languages.setdefault(bucket.locale, GroupCounts()).add(bucket)
-    return ConsentStats(start, end, list(per_day.values()), overall, languages)
+def _as_date(value: date | str) -> date:
+    # SQLite hands back a union's dates as text.
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def consent_stats(start: date, end: date, now: datetime | None = None) -> ConsentStats:
-    """The dashboard's figures for UTC days start..end, bringing the rollup up to date."""
+    """The dashboard's figures for UTC days start..end, bringing the rollup up to date.
+
+    The database folds the counts: a few hundred rows per day and action, and one
+    per language and action, whatever the number of consents.
+    """
     try:
         roll_up(now)
     except DatabaseUnavailable:
         # The live query below still answers, only more slowly: never fail the page.
         current_app.logger.warning("consent rollup skipped: database busy")
-    return summarise(start, end, buckets(start, end))
+    counts = _counts(start, end)
+
+    def said_yes(column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.sum(sa.case((column, counts.c["count"]), else_=0))
+
+    total = sa.func.sum(counts.c["count"])
+    by_day = db.session.execute(
+        sa.select(
+            counts.c.day, counts.c.action, total, said_yes(counts.c.gpc)
+        ).group_by(counts.c.day, counts.c.action)
+    ).all()
+    by_language = db.session.execute(
+        sa.select(
+            counts.c.locale,
+            counts.c.action,
+            total,
+            said_yes(counts.c.gpc),
+            *(said_yes(counts.c[key]) for key in OPTIONAL_KEYS),
+        ).group_by(counts.c.locale, counts.c.action)
+    ).all()
+
+    span = range((end - start).days + 1)
+    per_day = {day: DayCounts(day) for day in (start + timedelta(days=i) for i in span)}
+    for day, action, count, gpc in by_day:
+        counted = per_day[_as_date(day)]
+        counted.actions[action] = counted.actions.get(action, 0) + int(count)
+        counted.gpc += int(gpc)
+    overall = GroupCounts()
+    languages = {locale: GroupCounts() for locale in LOCALES}
+    for locale, action, count, gpc, *yes in by_language:
+        said = {key: int(n) for key, n in zip(OPTIONAL_KEYS, yes, strict=True)}
+        for group in (overall, languages.setdefault(locale, GroupCounts())):
+            group.add(action, int(count), int(gpc), said)
+    return ConsentStats(start, end, list(per_day.values()), overall, languages)
 
 
 def _rate_cell(rate: float | None) -> str:
