@@ -339,3 +339,15 @@ def test_every_view_search_and_download_is_logged(app, staff, one_lead) -> None:
     assert [e.target for e in events(app, "view.lead")] == [one_lead]
     audit_page = client.get("/staff/audit").text
     assert "view.leads" in audit_page and "export.leads" in audit_page
+
+
+def test_the_leads_pages_are_in_french_for_a_french_browser(
+    app, staff, one_lead
+) -> None:
+    client = new_client(app, "fr")
+    assert sign_in(client, EMAILS["dpo"]).status_code == 303
+    listing = client.get("/staff/leads?q=cam").text
+    assert "Contacts correspondant à «\u00a0cam\u00a0»\u00a0: 1" in listing
+    assert "Dernière interaction" in listing and "Fin de conservation" in listing
+    detail = client.get(f"/staff/leads/{one_lead}").text
+    assert "Historique du consentement marketing" in detail
