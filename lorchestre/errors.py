@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, current_app, render_template, request
+from flask.globals import request_ctx
 from flask_babel import force_locale
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from .database import DatabaseUnavailable
 from .i18n import current_language, other_language
@@ -33,8 +36,29 @@ def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
     return body, code
 
 
+def _bind_fallback_url_adapter() -> None:
+    """Give the request a URL adapter when routing never ran (untrusted Host).
+
+    Flask leaves ``url_adapter`` unset when the Host header fails TRUSTED_HOSTS, and
+    the error page's ``url_for`` would then fail with a 500. Bind to BASE_URL's host
+    instead: the page only builds relative links, so the bad host is never echoed.
+    """
+    if request_ctx.url_adapter is not None:
+        return
+    base = urlsplit(current_app.config["BASE_URL"])
+    request_ctx.url_adapter = current_app.url_map.bind(
+        base.netloc or "localhost", url_scheme=base.scheme or "https"
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers."""
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(_error: SecurityError):
+        app.logger.warning("refused a request for an untrusted host")
+        _bind_fallback_url_adapter()
+        return render_error(400)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):
