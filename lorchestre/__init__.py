@@ -53,6 +53,11 @@ def _derive_settings(app: Flask) -> None:
             f"sqlite:///{Path(app.instance_path) / 'lorchestre.db'}"
         )
     config["SESSION_COOKIE_SECURE"] = bool(config["COOKIE_SECURE"])
+    # Test pooled connections before use, so a restarted PostgreSQL costs no request.
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "pool_pre_ping": True,
+        **config["SQLALCHEMY_ENGINE_OPTIONS"],
+    }
     config["BANNER_SCREENSHOTS_DIR"] = Path(
         config.get("BANNER_SCREENSHOTS_DIR")
         or Path(app.instance_path) / "banner-screenshots"

@@ -1,0 +1,65 @@
+"""Fault injection: the database full, unreachable, restarted or locked; Redis down.
+
+The SQLite "database is locked" case (bad-inputs #27) is
+tests/test_consent.py::test_locked_sqlite_database_gives_503_not_500.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from lorchestre.consent import services
+from lorchestre.extensions import db
+from lorchestre.models import ConsentRecord
+
+from . import infra
+from .conftest import csrf_from, make_app
+
+OPTIONAL_COOKIES = ("lorchestre_analytics", "lorchestre_ads", "lorchestre_prefs")
+
+
+def set_cookies(response) -> dict[str, str]:
+    return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
+
+
+def post(client, token, action, lang="fr", **headers):
+    return client.post(
+        "/consent",
+        data={"csrf_token": token, "action": action, "lang": lang, "next": "/fr/"},
+        headers=headers,
+    )
+
+
+def ledger_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count()).select_from(ConsentRecord))
+
+
+def assert_fail_closed(response) -> None:
+    """503 + Retry-After, no consent granted, every optional cookie expired."""
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    cookies = set_cookies(response)
+    consent = cookies.get(services.COOKIE_NAME)
+    assert consent is None or "Max-Age=0" in consent
+    for name in OPTIONAL_COOKIES:
+        assert "Max-Age=0" in cookies[name]
+
+
+# --- PostgreSQL restarted: every server connection killed under the app ----------
+
+
+def test_postgres_restart_costs_no_request(tmp_path):
+    """pg_terminate_backend on our database = what a restart does to pooled connections."""
+    with infra.postgres_database("restart") as url:
+        app = make_app(tmp_path, SQLALCHEMY_DATABASE_URI=url)
+        client = app.test_client()
+        token = csrf_from(client.get("/fr/").data)
+        assert post(client, token, "accept_all").status_code == 303
+        assert infra.terminate_backends(url) >= 1
+        assert post(client, token, "custom", analytics="1").status_code == 303
+        assert client.get("/healthz").status_code == 200
+        assert ledger_count(app) == 2
+        assert app.test_cli_runner().invoke(args=["consent", "verify"]).exit_code == 0
+        with app.app_context():
+            db.engine.dispose()
