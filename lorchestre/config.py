@@ -23,6 +23,7 @@ class DefaultConfig:
     SQLALCHEMY_DATABASE_URI: str | None = None  # None: SQLite in instance/
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     SQLITE_BUSY_TIMEOUT_MS = 5000
+    POSTGRES_LOCK_TIMEOUT_MS = 5000  # same role on PostgreSQL (lock_timeout per write)
 
     BABEL_DEFAULT_LOCALE = DEFAULT_LANGUAGE
     BABEL_TRANSLATION_DIRECTORIES = str(TRANSLATIONS_DIR)

@@ -63,3 +63,34 @@ def test_postgres_restart_costs_no_request(tmp_path):
         assert app.test_cli_runner().invoke(args=["consent", "verify"]).exit_code == 0
         with app.app_context():
             db.engine.dispose()
+
+
+def test_postgres_ledger_lock_held_fails_closed_not_hanging(tmp_path):
+    """#27 on PostgreSQL: another session holds the ledger's advisory lock."""
+    import psycopg
+
+    from lorchestre.consent.ledger import LEDGER_LOCK
+    from lorchestre.database import _advisory_key
+
+    with infra.postgres_database("locked") as url:
+        app = make_app(
+            tmp_path, SQLALCHEMY_DATABASE_URI=url, POSTGRES_LOCK_TIMEOUT_MS=200
+        )
+        client = app.test_client()
+        token = csrf_from(client.get("/fr/").data)
+        plain_url = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain_url) as blocker:
+            blocker.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (_advisory_key(LEDGER_LOCK),)
+            )
+            accept = post(client, token, "accept_all")
+            refuse = post(client, token, "reject_all", Accept="application/json")
+            blocker.rollback()
+        assert_fail_closed(accept)
+        assert_fail_closed(refuse)
+        assert "refusal has been applied" in refuse.get_json()["message"]["en"]
+        assert ledger_count(app) == 0
+        assert post(client, token, "accept_all").status_code == 303
+        assert ledger_count(app) == 1
+        with app.app_context():
+            db.engine.dispose()
