@@ -6,14 +6,16 @@ tests/test_consent.py::test_locked_sqlite_database_gives_503_not_500.
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
+from lorchestre import create_app
 from lorchestre.consent import services
 from lorchestre.extensions import db
 from lorchestre.models import ConsentRecord
 
 from . import infra
-from .conftest import csrf_from, make_app
+from .conftest import TEST_SECRET, csrf_from, make_app
 
 OPTIONAL_COOKIES = ("lorchestre_analytics", "lorchestre_ads", "lorchestre_prefs")
 
@@ -22,12 +24,9 @@ def set_cookies(response) -> dict[str, str]:
     return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
 
 
-def post(client, token, action, lang="fr", **headers):
-    return client.post(
-        "/consent",
-        data={"csrf_token": token, "action": action, "lang": lang, "next": "/fr/"},
-        headers=headers,
-    )
+def post(client, token, action, lang="fr", headers=None, **fields):
+    data = {"csrf_token": token, "action": action, "lang": lang, "next": "/fr/"}
+    return client.post("/consent", data=data | fields, headers=headers or {})
 
 
 def ledger_count(app) -> int:
@@ -84,7 +83,9 @@ def test_postgres_ledger_lock_held_fails_closed_not_hanging(tmp_path):
                 "SELECT pg_advisory_xact_lock(%s)", (_advisory_key(LEDGER_LOCK),)
             )
             accept = post(client, token, "accept_all")
-            refuse = post(client, token, "reject_all", Accept="application/json")
+            refuse = post(
+                client, token, "reject_all", headers={"Accept": "application/json"}
+            )
             blocker.rollback()
         assert_fail_closed(accept)
         assert_fail_closed(refuse)
@@ -94,3 +95,65 @@ def test_postgres_ledger_lock_held_fails_closed_not_hanging(tmp_path):
         assert ledger_count(app) == 1
         with app.app_context():
             db.engine.dispose()
+
+
+# --- PostgreSQL stopped: nothing listens where the database should be ------------
+
+PAGES = (
+    "/fr/",
+    "/en/privacy",
+    "/fr/legal",
+    "/en/cookies",
+    "/fr/contact",
+    "/en/my-data",
+)
+
+
+@pytest.fixture
+def no_database():
+    """The app pointed at a PostgreSQL port where nothing listens."""
+    port = infra.closed_port()
+    return create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": TEST_SECRET,
+            "COOKIE_SECURE": False,
+            "SQLALCHEMY_DATABASE_URI": (
+                f"postgresql+psycopg://postgres@127.0.0.1:{port}/gone?connect_timeout=2"
+            ),
+        }
+    )
+
+
+def granting_cookie(app) -> str:
+    """A genuine consent cookie that accepts everything, as if recorded earlier."""
+    with app.test_request_context("/"):
+        return services.encode_cookie(
+            services.new_consent_id(),
+            services.choices_for("accept_all"),
+            services.utcnow(),
+        )
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render_while_the_database_is_down(no_database, path):
+    client = no_database.test_client()
+    assert client.get(path).status_code == 200
+    client.set_cookie(services.COOKIE_NAME, granting_cookie(no_database))
+    assert client.get(path).status_code == 200
+
+
+def test_health_check_says_503_while_the_database_is_down(no_database):
+    response = no_database.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("action", ["accept_all", "custom"])
+def test_acceptance_fails_closed_while_the_database_is_down(no_database, action):
+    client = no_database.test_client()
+    token = csrf_from(client.get("/fr/").data)
+    response = post(client, token, action, analytics="1")
+    assert_fail_closed(response)
+    assert services.COOKIE_NAME not in set_cookies(response)
+    assert "analytics-example.js" not in client.get("/fr/").text

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from ..database import DatabaseUnavailable
 from ..errors import RETRY_AFTER_SECONDS
+from ..extensions import db
 from .declarations import load_categories
 from .forms import InvalidSubmission, parse_submission
 from .ledger import format_timestamp
@@ -100,11 +111,21 @@ def _not_recorded(action: str, lang: str, as_json: bool) -> Response:
 def preferences() -> str:
     """Current choices, consent ID and history; change or withdraw."""
     state = current_consent()
-    records = history(state.consent_id) if state else []
+    records, unavailable = [], False
+    if state:
+        try:
+            records = history(state.consent_id)
+        except sa.exc.SQLAlchemyError:
+            # The page must still work without the database: it is where a
+            # visitor withdraws, and a refusal is honoured even when unlogged.
+            current_app.logger.warning("preferences: consent history unavailable")
+            db.session.rollback()
+            unavailable = True
     return render_template(
         "consent/preferences.html",
         state=state,
         records=records,
+        history_unavailable=unavailable,
         categories=load_categories(),
     )
 
