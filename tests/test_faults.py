@@ -157,3 +157,45 @@ def test_acceptance_fails_closed_while_the_database_is_down(no_database, action)
     assert_fail_closed(response)
     assert services.COOKIE_NAME not in set_cookies(response)
     assert "analytics-example.js" not in client.get("/fr/").text
+
+
+@pytest.mark.parametrize("action", ["reject_all", "withdraw"])
+def test_refusal_is_honoured_while_the_database_is_down(no_database, action):
+    """The refusal sticks: a cookie that granted anything is dropped, not kept."""
+    client = no_database.test_client()
+    client.set_cookie(services.COOKIE_NAME, granting_cookie(no_database))
+    token = csrf_from(client.get("/fr/cookies").data)
+    assert "analytics-example.js" in client.get("/fr/").text
+    response = post(client, token, action)
+    assert_fail_closed(response)
+    assert "Max-Age=0" in set_cookies(response)[services.COOKIE_NAME]
+    page = client.get("/fr/").text
+    assert "analytics-example.js" not in page
+    assert 'id="consent-banner"' in page  # nothing recorded: asked again, nothing on
+
+
+def test_failed_acceptance_does_not_leave_an_older_acceptance_in_force(no_database):
+    """Narrowing a choice (all -> analytics only) that cannot be recorded: nothing on."""
+    client = no_database.test_client()
+    client.set_cookie(services.COOKIE_NAME, granting_cookie(no_database))
+    token = csrf_from(client.get("/fr/cookies").data)
+    response = post(client, token, "custom", analytics="1")
+    assert_fail_closed(response)
+    assert "analytics-example.js" not in client.get("/fr/").text
+
+
+def test_a_recorded_refusal_survives_a_failed_acceptance(no_database):
+    """A cookie that grants nothing is already the safe state: it is kept."""
+    client = no_database.test_client()
+    with no_database.test_request_context("/"):
+        refusal = services.encode_cookie(
+            services.new_consent_id(),
+            services.choices_for("reject_all"),
+            services.utcnow(),
+        )
+    client.set_cookie(services.COOKIE_NAME, refusal)
+    token = csrf_from(client.get("/fr/cookies").data)
+    response = post(client, token, "accept_all")
+    assert_fail_closed(response)
+    assert services.COOKIE_NAME not in set_cookies(response)
+    assert 'id="consent-banner"' not in client.get("/fr/").text  # no nagging

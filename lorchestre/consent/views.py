@@ -24,6 +24,7 @@ from .declarations import load_categories
 from .forms import InvalidSubmission, parse_submission
 from .ledger import format_timestamp
 from .services import (
+    COOKIE_NAME,
     REFUSALS,
     choices_for,
     current_consent,
@@ -103,8 +104,27 @@ def _not_recorded(action: str, lang: str, as_json: bool) -> Response:
         )
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    expire_refused_cookies(response, choices_for("reject_all"))
+    leave_nothing_optional(response)
     return response
+
+
+def leave_nothing_optional(response: Response) -> None:
+    """For a choice that was not recorded: no optional cookie, no consent granting one.
+
+    A consent cookie that grants any category is dropped too, or an earlier
+    acceptance would stay in force over the refusal the visitor just made. One that
+    grants nothing is already the safe state and is kept (no banner nagging).
+    """
+    expire_refused_cookies(response, choices_for("reject_all"))
+    state = current_consent()
+    if state and any(state.choices.values()):
+        response.delete_cookie(
+            COOKIE_NAME,
+            path="/",
+            secure=current_app.config["COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
 
 
 @bp.get("/cookies")
