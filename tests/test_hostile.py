@@ -1,16 +1,130 @@
-"""Hostile input from docs bad-inputs.md: each test names its row (#n)."""
+"""Hostile input from docs bad-inputs.md; each test names its row (#n).
+
+The first part runs against every endpoint of tests/public_posts.py, so the contact
+form and the rights desk are covered as soon as they are added there. Rows already
+proven elsewhere: #1/#2 for consent and #13 (most forged cookies) in
+tests/test_consent.py; #24 in tests/test_consent.py and tests/test_properties.py;
+#25/#26 (GET) in tests/test_i18n.py; #4's companion (Referrer-Policy on every page)
+in tests/test_factory.py; #29/#30 in tests/test_ledger.py.
+"""
 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
-TRUSTED = ["www.example.test", "localhost"]
+from lorchestre.consent import services
+from lorchestre.extensions import db
+
+from .conftest import csrf_from
+from .public_posts import CONSENT, PUBLIC_POSTS, PublicPost
+
+HTTPS = "https://localhost"
+OWN_ORIGIN = {"Origin": HTTPS, "Referer": f"{HTTPS}/fr/"}
+OPTIONAL_COOKIES = ("lorchestre_analytics", "lorchestre_ads", "lorchestre_prefs")
+NASTY = {
+    "NUL": "\x00",
+    "NUL inside": "accept\x00_all",
+    "ESC": "\x1b[31mred",
+    "RTL override": "\u202eepyt",
+    "zero-width": "a\u200bb\u200d",
+    "BOM": "\ufeffx",
+    "lone CR LF": "x\r\nBcc: victim@example.test",
+}
 
 
-@pytest.fixture
-def guarded(app_factory):
-    """An app that answers only to the production host names."""
-    return app_factory(TRUSTED_HOSTS=TRUSTED)
+@pytest.fixture(params=PUBLIC_POSTS, ids=lambda endpoint: endpoint.name)
+def endpoint(request) -> PublicPost:
+    """Each public POST endpoint in turn."""
+    return request.param
+
+
+def cookie_names(response) -> dict[str, str]:
+    return {h.split("=", 1)[0]: h for h in response.headers.getlist("Set-Cookie")}
+
+
+def token(client, endpoint: PublicPost, base_url: str = "http://localhost") -> str:
+    return csrf_from(client.get(endpoint.form_page, base_url=base_url).data)
+
+
+def submit(client, endpoint, csrf, *, base_url="http://localhost", headers=None, **kw):
+    data = {"csrf_token": csrf, **endpoint.valid(), **kw}
+    data = {key: value for key, value in data.items() if value is not None}
+    return client.post(endpoint.path, data=data, base_url=base_url, headers=headers)
+
+
+def assert_refused(app, endpoint, response, status: int) -> None:
+    """Refused with ``status``, a page in both languages, and nothing stored."""
+    assert response.status_code == status
+    assert endpoint.stored(app) == 0
+    for name in endpoint.success_cookies:
+        assert name not in cookie_names(response)
+
+
+def test_positive_control_over_https(app, endpoint):
+    """The checks below refuse only the hostile part: the same request, clean, succeeds."""
+    client = app.test_client()
+    csrf = token(client, endpoint, HTTPS)
+    response = submit(client, endpoint, csrf, base_url=HTTPS, headers=OWN_ORIGIN)
+    assert response.status_code in endpoint.success
+    assert endpoint.stored(app) > 0
+
+
+def test_no_csrf_token(app, endpoint):
+    """#1: a bilingual 400, nothing stored, no cookie."""
+    client = app.test_client()
+    client.get(endpoint.form_page)
+    response = submit(client, endpoint, None)
+    assert_refused(app, endpoint, response, 400)
+    assert "Requête incorrecte" in response.text and "Bad request" in response.text
+
+
+def test_token_after_secret_key_rotation(app_factory, endpoint):
+    """#2: a token (and session) signed with the previous key is refused."""
+    old = app_factory(SECRET_KEY="old-secret-key-0123456789abcdef0123456789")
+    old_client = old.test_client()
+    csrf = token(old_client, endpoint)
+    session = old_client.get_cookie("lorchestre_session").value
+    new = app_factory(SECRET_KEY="new-secret-key-0123456789abcdef0123456789")
+    client = new.test_client()
+    client.set_cookie("lorchestre_session", session)
+    assert_refused(new, endpoint, submit(client, endpoint, csrf), 400)
+
+
+def test_https_post_without_referer(app, endpoint):
+    """#4: Flask-WTF's strict Referer check; pages send a policy that keeps it."""
+    client = app.test_client()
+    page = client.get(endpoint.form_page, base_url=HTTPS)
+    assert page.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    response = submit(client, endpoint, csrf_from(page.data), base_url=HTTPS)
+    assert_refused(app, endpoint, response, 400)
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_body_over_max_content_length(app, endpoint, encoding):
+    """#5: 413, nothing stored."""
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    response = client.post(
+        endpoint.path,
+        data={"csrf_token": csrf, **endpoint.valid(), endpoint.fields[-1]: big},
+        content_type="multipart/form-data" if encoding == "multipart" else None,
+    )
+    assert_refused(app, endpoint, response, 413)
+    assert "Trop de données" in response.text and "Too much data" in response.text
+
+
+def test_untrusted_host(app_factory, endpoint):
+    """#23: the POST and its form page answer 400 for a Host we do not serve."""
+    app = app_factory(TRUSTED_HOSTS=["www.example.test", "localhost"])
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    evil = {"Host": "evil.example"}
+    assert client.get(endpoint.form_page, headers=evil).status_code == 400
+    response = submit(client, endpoint, csrf, headers=evil)
+    assert_refused(app, endpoint, response, 400)
+    assert "evil" not in response.text
 
 
 @pytest.mark.parametrize(
@@ -22,11 +136,96 @@ def guarded(app_factory):
         ("POST", "/consent"),
     ],
 )
-def test_untrusted_host_is_a_bilingual_400_without_reflection(guarded, method, path):
+def test_untrusted_host_is_a_bilingual_400_without_reflection(
+    app_factory, method, path
+):
     """#23: Host not in TRUSTED_HOSTS answers 400 (it used to fail with a 500)."""
-    client = guarded.test_client()
+    app = app_factory(TRUSTED_HOSTS=["www.example.test", "localhost"])
+    client = app.test_client()
     response = client.open(path, method=method, headers={"Host": "evil.example"})
     assert response.status_code == 400
     assert "Requête incorrecte" in response.text and "Bad request" in response.text
     assert "evil" not in response.text
     assert 'href="/fr/"' in response.text  # links stay relative to our own site
+
+
+@pytest.mark.parametrize("nasty", NASTY.values(), ids=NASTY.keys())
+def test_control_and_bidi_characters_in_every_field(app, endpoint, nasty):
+    """#10: never a 500; either refused with nothing stored, or accepted."""
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    for name in endpoint.fields:
+        for value in (nasty, endpoint.valid().get(name, "x") + nasty):
+            before = endpoint.stored(app)
+            response = submit(client, endpoint, csrf, **{name: value})
+            assert response.status_code < 500, (name, value)
+            assert "\x00" not in response.text
+            if response.status_code not in endpoint.success:
+                assert endpoint.stored(app) == before, (name, value)
+
+
+# --- consent-specific --------------------------------------------------------------
+
+
+def ledger_rows(app) -> list[dict]:
+    with app.app_context():
+        return [
+            dict(row._mapping)
+            for row in db.session.execute(sa.text("SELECT * FROM consent_record"))
+        ]
+
+
+def test_forged_forwarded_for_is_never_stored(app_factory):
+    """#22: the ledger holds no address at all, forged or real."""
+    app = app_factory(PROXY_COUNT=1)
+    client = app.test_client()
+    csrf = token(client, CONSENT)
+    headers = {"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}
+    assert submit(client, CONSENT, csrf, headers=headers).status_code == 303
+    [row] = ledger_rows(app)
+    dump = repr(row)
+    assert "6.6.6.6" not in dump and "203.0.113" not in dump
+
+
+def test_unknown_language_in_consent_post_is_not_reflected(app):
+    """#26 for POST: an unknown lang falls back to French and is echoed nowhere."""
+    client = app.test_client()
+    csrf = token(client, CONSENT)
+    response = submit(client, CONSENT, csrf, lang="<script>alert(1)</script>", next="")
+    assert response.headers["Location"] == "/fr/"
+    assert "<script>alert" not in response.text
+    assert ledger_rows(app)[0]["locale"] == "fr"
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "A" * 10_240,
+        "\xff\xfe\xfd",
+        '"quoted"',
+        "x" * 200 + "." + "y" * 200,
+    ],
+    ids=["10KB", "latin-1 bytes", "quoted", "dotted junk"],
+)
+def test_more_forged_consent_cookies(app, cookie):
+    """#13 (other cases in test_consent.py): treated as no choice, 200, banner shown."""
+    client = app.test_client()
+    response = client.get("/fr/", headers={"Cookie": f"lorchestre_consent={cookie}"})
+    assert response.status_code == 200
+    assert 'id="consent-banner"' in response.text
+    assert "analytics-example.js" not in response.text
+
+
+def test_two_consent_cookies_the_forged_one_never_wins(app):
+    """#13: a second, forged cookie of the same name grants nothing."""
+    client = app.test_client()
+    with app.test_request_context("/"):
+        refusal = services.encode_cookie(
+            services.new_consent_id(),
+            services.choices_for("reject_all"),
+            services.utcnow(),
+        )
+    header = f"lorchestre_consent=forged-accept-all; lorchestre_consent={refusal}"
+    response = client.get("/fr/", headers={"Cookie": header})
+    assert response.status_code == 200
+    assert "analytics-example.js" not in response.text
