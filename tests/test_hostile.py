@@ -175,6 +175,28 @@ def ledger_rows(app) -> list[dict]:
         ]
 
 
+@pytest.mark.parametrize("nasty", NASTY.values(), ids=NASTY.keys())
+def test_consent_never_stores_or_redirects_to_raw_characters(app, nasty):
+    """#10 for consent: only enumerated values reach the ledger; next stays ASCII."""
+    client = app.test_client()
+    csrf = token(client, CONSENT)
+    for fields in (
+        {"lang": "en" + nasty},
+        {"next": "/fr/privacy" + nasty},
+        {"next": "/fr/" + nasty + "privacy"},
+        {"action": "custom", "analytics": nasty},
+    ):
+        response = submit(client, CONSENT, csrf, **fields)
+        assert response.status_code == 303, fields
+        location = response.headers["Location"]
+        assert location.isascii() and location.startswith("/"), fields
+        if "next" in fields:
+            assert location == "/fr/"
+    for row in ledger_rows(app):
+        assert row["locale"] in ("fr", "en") and row["action"] in services.ACTIONS
+        assert all(str(value).isascii() for value in row.values())
+
+
 def test_forged_forwarded_for_is_never_stored(app_factory):
     """#22: the ledger holds no address at all, forged or real."""
     app = app_factory(PROXY_COUNT=1)
