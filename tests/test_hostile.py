@@ -91,6 +91,45 @@ def test_token_after_secret_key_rotation(app_factory, endpoint):
     assert_refused(new, endpoint, submit(client, endpoint, csrf), 400)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", "Referer": "https://evil.example/x"},
+        {"Origin": "https://evil.example", "Referer": f"{HTTPS}/fr/"},
+        {"Origin": HTTPS, "Referer": "https://evil.example/x"},
+        {"Origin": "null", "Referer": f"{HTTPS}/fr/"},
+        {"Origin": "https://localhost.evil.example", "Referer": f"{HTTPS}/fr/"},
+        {"Referer": "https://evil.example/fr/"},
+        {"Origin": "https://[localhost", "Referer": f"{HTTPS}/fr/"},
+        {"Origin": "localhost", "Referer": f"{HTTPS}/fr/"},
+    ],
+    ids=[
+        "both",
+        "origin",
+        "referer",
+        "null-origin",
+        "suffix-origin",
+        "referer-only",
+        "malformed-origin",
+        "bare-origin",
+    ],  # fmt: skip
+)
+def test_cross_site_post_over_https(app, endpoint, headers):
+    """#3: forged cross-site POST, even carrying a valid token: 400, nothing stored."""
+    client = app.test_client()
+    csrf = token(client, endpoint, HTTPS)
+    response = submit(client, endpoint, csrf, base_url=HTTPS, headers=headers)
+    assert_refused(app, endpoint, response, 400)
+
+
+def test_foreign_origin_over_plain_http(app, endpoint):
+    """#3 without HTTPS, where Flask-WTF checks no Referer: the Origin check holds."""
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    response = submit(client, endpoint, csrf, headers={"Origin": "http://evil.example"})
+    assert_refused(app, endpoint, response, 400)
+
+
 def test_https_post_without_referer(app, endpoint):
     """#4: Flask-WTF's strict Referer check; pages send a policy that keeps it."""
     client = app.test_client()
