@@ -5,7 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, request
+from flask import Request as FlaskRequest
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from .config import DEV_SECRET_KEY
@@ -48,6 +50,23 @@ def check_production_config(app: Flask) -> None:
         )
 
 
+class Request(FlaskRequest):
+    """Flask's request, with MAX_FORM_PARTS enforced on URL-encoded bodies too.
+
+    Werkzeug counts only multipart parts; a URL-encoded body within
+    MAX_CONTENT_LENGTH could still carry thousands of fields. Both now answer 413.
+    """
+
+    def _load_form_data(self) -> None:
+        super()._load_form_data()
+        limit = self.max_form_parts
+        if limit is None:
+            return
+        fields = sum(len(values) for _, values in self.form.lists())
+        if fields + sum(len(values) for _, values in self.files.lists()) > limit:
+            raise RequestEntityTooLarge()
+
+
 def _hostname(url: str) -> str | None:
     """The lower-case host name of a URL, or None when it has none or is malformed."""
     try:
@@ -67,6 +86,7 @@ def _origin_is_foreign() -> bool:
 
 def init_app(app: Flask) -> None:
     """Attach the request checks and the headers every response carries."""
+    app.request_class = Request
 
     @app.before_request
     def _same_origin_writes() -> None:

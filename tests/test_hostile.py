@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
 
 from lorchestre.consent import services
 from lorchestre.extensions import db
@@ -152,6 +153,19 @@ def test_body_over_max_content_length(app, endpoint, encoding):
     )
     assert_refused(app, endpoint, response, 413)
     assert "Trop de données" in response.text and "Too much data" in response.text
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_more_fields_than_max_form_parts(app, endpoint, encoding):
+    """#5: 413 for both encodings (Werkzeug alone counted only multipart parts)."""
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    parts = app.config["MAX_FORM_PARTS"]
+    data = [("csrf_token", csrf), *endpoint.valid().items()]
+    data += [(endpoint.fields[0], "x")] * parts
+    body_type = "multipart/form-data" if encoding == "multipart" else None
+    response = client.post(endpoint.path, data=MultiDict(data), content_type=body_type)
+    assert_refused(app, endpoint, response, 413)
 
 
 def test_untrusted_host(app_factory, endpoint):
