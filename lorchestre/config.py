@@ -61,6 +61,8 @@ class DefaultConfig:
     # Flask-Limiter reads these two once per process, from the first app it sees.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_SWALLOW_ERRORS = True
+    # POST /consent per client address: generous, a person clicks a few times at most.
+    CONSENT_RATE_LIMIT = "60 per minute"
 
     BASE_URL = "http://127.0.0.1:5000"
 

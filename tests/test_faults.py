@@ -199,3 +199,20 @@ def test_a_recorded_refusal_survives_a_failed_acceptance(no_database):
     assert_fail_closed(response)
     assert services.COOKIE_NAME not in set_cookies(response)
     assert 'id="consent-banner"' not in client.get("/fr/").text  # no nagging
+
+
+# --- Redis down: rate limits fail open, per process -------------------------------
+
+
+def test_redis_down_consent_still_recorded_and_still_limited_per_process(app_factory):
+    """Chosen policy: a dead Redis costs no consent; each process keeps a memory limit."""
+    app = app_factory(
+        RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{infra.closed_port()}/5",
+        CONSENT_RATE_LIMIT="3 per minute",
+    )
+    client = app.test_client()
+    assert client.get("/fr/privacy").status_code == 200
+    token = csrf_from(client.get("/fr/").data)
+    statuses = [post(client, token, "reject_all").status_code for _ in range(5)]
+    assert statuses == [303, 303, 303, 429, 429]
+    assert ledger_count(app) == 3

@@ -217,6 +217,40 @@ def test_control_and_bidi_characters_in_every_field(app, endpoint, nasty):
                 assert endpoint.stored(app) == before, (name, value)
 
 
+@pytest.mark.parametrize("proxy_count", [0, 1])
+def test_forged_forwarded_for_does_not_reset_the_limit(
+    app_factory, endpoint, proxy_count
+):
+    """#21: 429 + Retry-After (FR/EN) after the limit; a forged XFF changes nothing.
+
+    Behind one proxy (PROXY_COUNT=1) the key is the address the proxy appended
+    last; without a proxy, X-Forwarded-For is ignored altogether.
+    """
+    app = app_factory(
+        PROXY_COUNT=proxy_count, **{endpoint.rate_limit_setting: "3 per minute"}
+    )
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    statuses = []
+    for i in range(5):
+        forged = {"X-Forwarded-For": f"198.51.100.{i}, 203.0.113.7"}
+        statuses.append(submit(client, endpoint, csrf, headers=forged))
+    assert [r.status_code in endpoint.success for r in statuses] == [True] * 3 + [
+        False
+    ] * 2
+    stored = endpoint.stored(app)
+    limited = statuses[-1]
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert "Trop de requêtes" in limited.text and "Too many requests" in limited.text
+    # another client (as the proxy reports it) is not affected by the first one's limit
+    other = {"X-Forwarded-For": "203.0.113.8"}
+    expected = endpoint.success if proxy_count else frozenset({429})
+    assert submit(client, endpoint, csrf, headers=other).status_code in expected
+    if not proxy_count:
+        assert endpoint.stored(app) == stored
+
+
 # --- consent-specific --------------------------------------------------------------
 
 
@@ -260,6 +294,20 @@ def test_forged_forwarded_for_is_never_stored(app_factory):
     [row] = ledger_rows(app)
     dump = repr(row)
     assert "6.6.6.6" not in dump and "203.0.113" not in dump
+
+
+def test_rate_limited_consent_leaves_nothing_optional(app_factory):
+    """A refusal stopped by the limit still expires optional cookies, like a 503."""
+    app = app_factory(CONSENT_RATE_LIMIT="1 per minute")
+    client = app.test_client()
+    csrf = token(client, CONSENT)
+    assert submit(client, CONSENT, csrf).status_code == 303  # accept all, recorded
+    response = submit(client, CONSENT, csrf, action="reject_all")
+    assert response.status_code == 429
+    cookies = cookie_names(response)
+    for name in (*OPTIONAL_COOKIES, services.COOKIE_NAME):
+        assert "Max-Age=0" in cookies[name], name
+    assert "analytics-example.js" not in client.get("/fr/").text
 
 
 def test_unknown_language_in_consent_post_is_not_reflected(app):

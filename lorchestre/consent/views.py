@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from ..database import DatabaseUnavailable
 from ..errors import RETRY_AFTER_SECONDS
-from ..extensions import db
+from ..extensions import db, limiter
 from .declarations import load_categories
 from .forms import InvalidSubmission, parse_submission
 from .ledger import format_timestamp
@@ -44,7 +44,21 @@ def _wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > 0
 
 
+def _consent_rate_limit() -> str:
+    """The configured per-client limit, read per request so tests and env can set it."""
+    return current_app.config["CONSENT_RATE_LIMIT"]
+
+
+@public_bp.after_request
+def _rate_limited_means_nothing_optional(response: Response) -> Response:
+    """A POST refused by the rate limit was not recorded: fail closed like a 503."""
+    if response.status_code == 429 and request.method == "POST":
+        leave_nothing_optional(response)
+    return response
+
+
 @public_bp.post("/consent")
+@limiter.limit(_consent_rate_limit)
 def record() -> Response:
     """Record a banner or preferences-page choice, then set the cookie."""
     try:
