@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from lorchestre import create_app
 from lorchestre.consent import services
 from lorchestre.extensions import db
-from lorchestre.models import ConsentRecord
+from lorchestre.models import BannerText, ConsentRecord
 
 from . import infra
-from .conftest import TEST_SECRET, csrf_from, make_app
+from .conftest import TEST_DATABASE_URL, TEST_SECRET, csrf_from, make_app
 
 OPTIONAL_COOKIES = ("lorchestre_analytics", "lorchestre_ads", "lorchestre_prefs")
 
@@ -43,6 +43,64 @@ def assert_fail_closed(response) -> None:
     assert consent is None or "Max-Age=0" in consent
     for name in OPTIONAL_COOKIES:
         assert "Max-Age=0" in cookies[name]
+
+
+# --- Disk full: SQLite capped at its current size ----------------------------------
+
+
+def cap_database_size(app):
+    """Every connection refuses to grow the file past its present page count."""
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+        pages = db.session.execute(sa.text("PRAGMA page_count")).scalar()
+        db.session.rollback()
+
+        def cap(dbapi_connection, _record):
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+        event.listen(engine, "connect", cap)
+        engine.dispose()
+    return lambda: (event.remove(engine, "connect", cap), engine.dispose())
+
+
+def test_database_full_during_consent(app_factory):
+    """#28: rollback, no partial rows, 503 fail-closed, and the ledger still verifies."""
+    if TEST_DATABASE_URL:
+        pytest.skip(
+            "PRAGMA max_page_count is SQLite's; PostgreSQL disk-full is not simulated"
+        )
+    app = app_factory()
+    client = app.test_client()
+    token = csrf_from(client.get("/fr/").data)
+    assert post(client, token, "accept_all", lang="en").status_code == 303
+    uncap = cap_database_size(app)
+    accepted = 1
+    for _ in range(200):  # a few dozen appends fill the last free page
+        response = post(client, token, "accept_all", lang="en")
+        if response.status_code != 303:
+            break
+        accepted += 1
+    else:
+        pytest.fail("the capped database never filled up")
+    assert_fail_closed(response)
+    # the earlier acceptance no longer holds: nothing recorded, nothing optional
+    assert "Max-Age=0" in set_cookies(response)[services.COOKIE_NAME]
+    # A French banner text would be a second row in the same transaction: not kept.
+    assert_fail_closed(post(client, token, "accept_all", lang="fr"))
+    refusal = post(client, token, "reject_all", lang="fr")
+    assert_fail_closed(refusal)
+    assert ledger_count(app) == accepted
+    with app.app_context():
+        locales = set(db.session.scalars(sa.select(BannerText.locale)))
+    assert locales == {"en"}
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["consent", "verify"])
+    assert result.exit_code == 0 and f"{accepted} records" in result.output
+    uncap()
+    assert post(client, token, "reject_all", lang="fr").status_code == 303
+    assert runner.invoke(args=["consent", "verify"]).exit_code == 0
 
 
 # --- PostgreSQL restarted: every server connection killed under the app ----------
