@@ -20,6 +20,7 @@ RETRY_AFTER_SECONDS = 30
 
 def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
     """Render errors/<code>.html in the page's language, with the other language below."""
+    _bind_fallback_url_adapter()
     name = f"errors/{code if code in ERROR_PAGES else 500}.html"
     template = current_app.jinja_env.get_template(name)
     with force_locale(other_language(current_language())):
@@ -40,8 +41,10 @@ def _bind_fallback_url_adapter() -> None:
     """Give the request a URL adapter when routing never ran (untrusted Host).
 
     Flask leaves ``url_adapter`` unset when the Host header fails TRUSTED_HOSTS, and
-    the error page's ``url_for`` would then fail with a 500. Bind to BASE_URL's host
-    instead: the page only builds relative links, so the bad host is never echoed.
+    the error page's ``url_for`` would then fail with a 500 -- whichever error is
+    being rendered (a before_request check may refuse the request first). Bind to
+    BASE_URL's host instead: the page only builds relative links, so the bad host
+    is never echoed.
     """
     if request_ctx.url_adapter is not None:
         return
@@ -57,7 +60,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(SecurityError)
     def _untrusted_host(_error: SecurityError):
         app.logger.warning("refused a request for an untrusted host")
-        _bind_fallback_url_adapter()
         return render_error(400)
 
     @app.errorhandler(CSRFError)
