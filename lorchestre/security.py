@@ -51,14 +51,28 @@ def check_production_config(app: Flask) -> None:
 
 
 class Request(FlaskRequest):
-    """Flask's request, with MAX_FORM_PARTS enforced on URL-encoded bodies too.
+    """Flask's request, with two form-parsing gaps closed.
 
     Werkzeug counts only multipart parts; a URL-encoded body within
     MAX_CONTENT_LENGTH could still carry thousands of fields. Both now answer 413.
+    A multipart part without a name came out under the key None, on which
+    Flask-WTF's token lookup crashed (500): such parts are dropped.
     """
 
     def _load_form_data(self) -> None:
         super()._load_form_data()
+        parsed = self.__dict__  # where Werkzeug caches form and files
+        for name in ("form", "files"):
+            if None not in parsed[name]:
+                continue
+            for value in parsed[name].getlist(None):
+                if hasattr(value, "close"):
+                    value.close()  # a dropped upload is never closed by Flask
+            parsed[name] = self.parameter_storage_class(
+                (key, value)
+                for key, value in parsed[name].items(multi=True)
+                if key is not None
+            )
         limit = self.max_form_parts
         if limit is None:
             return

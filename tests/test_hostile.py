@@ -168,6 +168,39 @@ def test_more_fields_than_max_form_parts(app, endpoint, encoding):
     assert_refused(app, endpoint, response, 413)
 
 
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'form-data; filename="x.txt"',
+        "form-data",
+        "form-data; name=",
+        "attachment",
+    ],
+)
+def test_multipart_part_without_a_name(app, endpoint, disposition):
+    """A nameless part used to reach Flask-WTF as the key None: a 500 for anyone."""
+    client = app.test_client()
+    csrf = token(client, endpoint)
+    parts = [("csrf_token", csrf), *endpoint.valid().items()]
+    body = "".join(
+        f'--b\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in parts
+    )
+    body += f"--b\r\nContent-Disposition: {disposition}\r\n\r\nvalue\r\n--b--\r\n"
+    response = client.post(
+        endpoint.path,
+        data=body.encode(),
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert response.status_code < 500
+    no_token = client.post(
+        endpoint.path,
+        data=b"--b\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b--\r\n",
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert no_token.status_code == 400
+
+
 def test_untrusted_host(app_factory, endpoint):
     """#23: the POST and its form page answer 400 for a Host we do not serve."""
     app = app_factory(TRUSTED_HOSTS=["www.example.test", "localhost"])
