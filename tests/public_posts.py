@@ -5,22 +5,25 @@ Origin/Referer, missing Referer over HTTPS, oversized bodies, too many fields,
 untrusted Host, control and bidi characters in every field, forged X-Forwarded-For
 against the rate limit) and the fuzz pass in tests/test_fuzz.py run once per entry.
 To cover a new endpoint, append a PublicPost to PUBLIC_POSTS. The contact form
-(issue 5) would be, once it has landed::
+(issue 5) would be, with the names its branch uses today (the brief says
+``marketing_opt_in`` where the branch has ``marketing``; use whatever lands)::
 
     PublicPost(
         name="contact",
         path="/fr/contact",
         form_page="/fr/contact",
-        fields=("name", "email", "phone", "company", "message",
-                "marketing_opt_in", HONEYPOT_FIELD),
+        fields=("name", "email", "phone", "company", "message", "marketing",
+                "website"),  # website: the honeypot
         valid=lambda: {"name": "Jeanne Test", "email": "jeanne@example.test",
                        "message": "Bonjour, une question sur vos parfums."},
         success=frozenset({303}),
         rate_limit_setting="CONTACT_RATE_LIMIT",
-        stored=lambda app: count_rows(app, Lead, ContactMessage, OutboxMail),
+        stored=lambda app: count_rows(app, Lead, ContactMessage, OutboxMessage),
+        success_always_stores=False,  # a filled honeypot gets the same 303
     )
 
-and the rights desk the same way with its path, fields and tables.
+and the rights desk the same way with its path, fields and tables (its answer is
+identical for known and unknown addresses, so also success_always_stores=False).
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class PublicPost:
     rate_limit_setting: str  # config key of its per-client limit
     stored: Callable[[Flask], int]  # rows written so far
     success_cookies: tuple[str, ...] = field(default=())  # set only on success
+    # False when a success answer may store nothing on purpose (honeypot, unknown
+    # address): then only "nothing stored unless success" is checked.
+    success_always_stores: bool = True
 
 
 CONSENT = PublicPost(
