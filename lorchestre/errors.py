@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, current_app, render_template, request
+from flask.globals import request_ctx
 from flask_babel import force_locale
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 
 from .database import DatabaseUnavailable
 from .i18n import current_language, other_language
@@ -17,6 +20,7 @@ RETRY_AFTER_SECONDS = 30
 
 def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
     """Render errors/<code>.html in the page's language, with the other language below."""
+    _bind_fallback_url_adapter()
     name = f"errors/{code if code in ERROR_PAGES else 500}.html"
     template = current_app.jinja_env.get_template(name)
     with force_locale(other_language(current_language())):
@@ -33,8 +37,30 @@ def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
     return body, code
 
 
+def _bind_fallback_url_adapter() -> None:
+    """Give the request a URL adapter when routing never ran (untrusted Host).
+
+    Flask leaves ``url_adapter`` unset when the Host header fails TRUSTED_HOSTS, and
+    the error page's ``url_for`` would then fail with a 500 -- whichever error is
+    being rendered (a before_request check may refuse the request first). Bind to
+    BASE_URL's host instead: the page only builds relative links, so the bad host
+    is never echoed.
+    """
+    if request_ctx.url_adapter is not None:
+        return
+    base = urlsplit(current_app.config["BASE_URL"])
+    request_ctx.url_adapter = current_app.url_map.bind(
+        base.netloc or "localhost", url_scheme=base.scheme or "https"
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers."""
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(_error: SecurityError):
+        app.logger.warning("refused a request for an untrusted host")
+        return render_error(400)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):
