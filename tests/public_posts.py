@@ -4,26 +4,7 @@ The generic tests in tests/test_hostile.py (no CSRF token, rotated key, foreign
 Origin/Referer, missing Referer over HTTPS, oversized bodies, too many fields,
 untrusted Host, control and bidi characters in every field, forged X-Forwarded-For
 against the rate limit) and the fuzz pass in tests/test_fuzz.py run once per entry.
-To cover a new endpoint, append a PublicPost to PUBLIC_POSTS. The contact form
-(issue 5) would be, with the names its branch uses today (the brief says
-``marketing_opt_in`` where the branch has ``marketing``; use whatever lands)::
-
-    PublicPost(
-        name="contact",
-        path="/fr/contact",
-        form_page="/fr/contact",
-        fields=("name", "email", "phone", "company", "message", "marketing",
-                "website"),  # website: the honeypot
-        valid=lambda: {"name": "Jeanne Test", "email": "jeanne@example.test",
-                       "message": "Bonjour, une question sur vos parfums."},
-        success=frozenset({303}),
-        rate_limit_setting="CONTACT_RATE_LIMIT",
-        stored=lambda app: count_rows(app, Lead, ContactMessage, OutboxMessage),
-        success_always_stores=False,  # a filled honeypot gets the same 303
-    )
-
-and the rights desk the same way with its path, fields and tables (its answer is
-identical for known and unknown addresses, so also success_always_stores=False).
+To cover a new endpoint, append a PublicPost to PUBLIC_POSTS.
 """
 
 from __future__ import annotations
@@ -35,7 +16,13 @@ import sqlalchemy as sa
 from flask import Flask
 
 from lorchestre.extensions import db
-from lorchestre.models import BannerText, ConsentRecord
+from lorchestre.models import (
+    BannerText,
+    ConsentRecord,
+    ContactMessage,
+    Lead,
+    OutboxMessage,
+)
 
 
 def count_rows(app: Flask, *models) -> int:
@@ -77,4 +64,20 @@ CONSENT = PublicPost(
     success_cookies=("lorchestre_consent",),
 )
 
-PUBLIC_POSTS: list[PublicPost] = [CONSENT]
+CONTACT = PublicPost(
+    name="contact",
+    path="/fr/contact",
+    form_page="/fr/contact",
+    fields=("name", "email", "phone", "company", "message", "marketing", "website"),
+    valid=lambda: {
+        "name": "Jeanne Test",
+        "email": "jeanne@example.fr",
+        "message": "Bonjour, une question sur vos parfums.",
+    },
+    success=frozenset({303}),
+    rate_limit_setting="CONTACT_RATE_LIMIT",
+    stored=lambda app: count_rows(app, Lead, ContactMessage, OutboxMessage),
+    success_always_stores=False,  # a filled honeypot ("website") gets the same 303
+)
+
+PUBLIC_POSTS: list[PublicPost] = [CONSENT, CONTACT]
