@@ -394,7 +394,7 @@ def test_link_mail_is_in_the_leads_language_on_base_url_and_carries_no_address(
     assert mail.to_address == CAMILLE["email"]
     assert mail.subject == "Confirmez votre demande concernant vos données"
     assert "l’effacement des données que nous détenons" in mail.body
-    assert "dans un délai de 24 heures" in mail.body
+    assert "dans un délai de 24\u00a0heures" in mail.body
     assert "evil.example" not in mail.body
     path = LINK.search(mail.body).group(1)
     assert path.startswith("/fr/my-data/confirm/")
@@ -817,7 +817,7 @@ def test_erasure_page_says_what_is_kept_and_until_when(app, client, time_machine
     path = request_link(app, client, "erase")
     confirm_page = client.get(path)
     assert "Ce que nous conservons, et jusqu’à quand" in confirm_page.text
-    assert "Nous la conservons 5 ans." in confirm_page.text
+    assert "Nous la conservons 5\u00a0ans." in confirm_page.text
     done = confirm(client, path)
     text = main_text(done)
     assert "Vos données ont été effacées" in text
