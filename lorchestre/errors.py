@@ -8,7 +8,8 @@ from flask import Flask, current_app, render_template, request
 from flask_babel import force_locale
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
+from werkzeug.wrappers import Response
 
 from .database import DatabaseUnavailable
 from .i18n import current_language, other_language
@@ -45,6 +46,16 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):
         return render_error(400, reason="csrf")
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(_error: SecurityError):
+        # A Host outside TRUSTED_HOSTS: no URL can be built for it, so no page either.
+        return Response(
+            "400 Bad Request: unknown host.\n"
+            "400 Requête incorrecte\u00a0: hôte inconnu.\n",
+            status=400,
+            mimetype="text/plain",
+        )
 
     @app.errorhandler(DatabaseUnavailable)
     def _database_unavailable(_error: DatabaseUnavailable):
