@@ -406,6 +406,15 @@ def test_link_mail_is_in_the_leads_language_on_base_url_and_carries_no_address(
     assert "camille" not in token.lower()
 
 
+def test_a_foreign_host_is_refused_when_trusted_hosts_are_set(app_factory):
+    app = app_factory(TRUSTED_HOSTS=["localhost"])
+    client = app.test_client()
+    assert client.get("/en/my-data").status_code == 200
+    assert (
+        client.get("/en/my-data", headers={"Host": "evil.example"}).status_code == 400
+    )
+
+
 def test_get_of_the_link_changes_nothing(app_factory):
     """Mail scanners open links: a GET never acts, whatever the request."""
     app = app_factory(RIGHTS_ADDRESS_LIMIT=4)
@@ -553,6 +562,8 @@ def test_download_needs_a_fresh_grant_for_an_access_request(app, client, time_ma
         )
         assert response.status_code == status
         assert CAMILLE["email"] not in response.text
+    grant = re.search(r'name="grant" value="([^"]+)"', page.text).group(1)
+    assert client.post("/en/my-data/download", data={"grant": grant}).status_code == 400
     time_machine.move_to(T0 + timedelta(hours=1, seconds=1), tick=False)
     expired = download(client, page)
     assert expired.status_code == 410
@@ -751,7 +762,7 @@ def test_rectifying_does_not_restart_the_retention_period(app, client, time_mach
 # --- erase -------------------------------------------------------------------------
 
 
-def test_erasure_leaves_no_trace_and_the_ledger_still_verifies(app, runner):
+def test_erasure_leaves_no_trace_and_the_ledger_still_verifies(app, runner, caplog):
     camille, camille_consent, _ = two_people(app)
     with app.app_context():
         send_due()  # the house's copy of Camille's message has been delivered
@@ -770,9 +781,12 @@ def test_erasure_leaves_no_trace_and_the_ledger_still_verifies(app, runner):
                 )
             )
         )
+    caplog.set_level(logging.INFO, logger=app.logger.name)
     page = confirm(camille, path)
     assert page.status_code == 200
     assert "Vos données ont été effacées" in page.text
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "erased 1 lead, 2 messages, 1 marketing-consent events, 5 e-mails" in logged
 
     needles = [CAMILLE[k].lower() for k in ("email", "name", "phone", "company")]
     needles += ["camille", "parfum boisé", "second message"]

@@ -372,7 +372,12 @@ def carry_out(public_id: str, changes: LeadChanges | None = None) -> Outcome:
             raise GoneLink
         consent_id = entry.consent_id
         _close(entry, "done", now)
-        return _ACTIONS[entry.kind](entry, lead, now, consent_id, changes)
+        outcome = _ACTIONS[entry.kind](entry, lead, now, consent_id, changes)
+    # The DPO's trace of what was done: the register entry's number, never who.
+    current_app.logger.info(
+        "rights desk: request %s (%s) carried out", entry.id, entry.kind
+    )
+    return outcome
 
 
 def _access(
@@ -430,7 +435,16 @@ def _erase(
         .values(lead_id=None, consent_id=None)
         .execution_options(synchronize_session="fetch")
     )
-    _erase_lead(lead)
+    counts = _erase_lead(lead)
+    current_app.logger.info(
+        "rights desk: request %s erased %s lead, %s messages, %s marketing-consent "
+        "events, %s e-mails",
+        entry.id,
+        counts.leads,
+        counts.messages,
+        counts.consent_events,
+        counts.outbox_messages,
+    )
     if delivered:
         _ask_house_to_delete(delivered, now)
     return Outcome(
