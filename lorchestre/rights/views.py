@@ -99,6 +99,7 @@ def confirm(token: str) -> Response:
 
 
 def _render_outcome(outcome: Outcome) -> str:
+    """The page that says what a confirmed request did."""
     if outcome.kind == "access":
         return render_template(
             "rights/report.html",
