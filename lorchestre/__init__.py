@@ -10,7 +10,7 @@ from flask import Flask
 from . import cli, errors, i18n, outbox, security, templating
 from .config import STATIC_DIR, TEMPLATES_DIR, DefaultConfig
 from .database import configure_engine
-from .extensions import babel, csrf, db, limiter, mail, migrate
+from .extensions import babel, csrf, db, limiter, login_manager, mail, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -78,6 +78,9 @@ def _init_extensions(app: Flask) -> None:
     babel.init_app(app, locale_selector=i18n.current_language)
     limiter.init_app(app)
     mail.init_app(app)
+
+    # current_user is given to staff templates only, so public pages never load a user.
+    login_manager.init_app(app, add_context_processor=False)
     app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.add_extension("jinja2.ext.do")
 
@@ -91,6 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     from .pages.views import bp as pages_bp
     from .pages.views import health_bp
     from .rights.views import bp as rights_bp
+    from .staff.views import bp as staff_bp
 
     app.register_blueprint(pages_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(health_bp)
@@ -99,3 +103,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(contact_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(rights_bp, url_prefix=i18n.LANG_PREFIX)
     app.register_blueprint(marketing_bp, url_prefix=i18n.LANG_PREFIX)
+
+    # Staff pages are not language-prefixed: they follow the browser's language.
+    app.register_blueprint(staff_bp, url_prefix="/staff")

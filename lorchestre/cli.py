@@ -1,4 +1,4 @@
-"""Flask commands: translations, the consent ledger, the e-mail outbox, retention."""
+"""Flask commands: translations, the ledger, the e-mail outbox, retention, staff."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ translate = AppGroup("translate", help="Extract, update and compile the translat
 consent = AppGroup("consent", help="Export, verify and bundle the consent ledger.")
 outbox = AppGroup("outbox", help="Deliver the queued e-mails.")
 retention = AppGroup("retention", help="Apply the data-retention rules.")
+
+staff = AppGroup("staff", help="Create, list, disable and reset staff accounts.")
 
 POT_FILE = TRANSLATIONS_DIR / "messages.pot"
 BABEL_CFG = TRANSLATIONS_DIR / "babel.cfg"
@@ -215,9 +217,93 @@ def retention_run(dry_run: bool) -> None:
     click.echo("run recorded for the DPO")
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The new password: first line of standard input, or typed twice at a hidden prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _staff_call(action, *args, **kwargs):
+    """Run an account service; print its refusal in English and exit 1."""
+    from flask_babel import force_locale
+
+    from .staff.services import AccountError
+
+    with force_locale("en"):
+        try:
+            return action(*args, **kwargs)
+        except AccountError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@staff.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["marketing", "dpo", "admin"]), required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+def staff_create(email: str, role: str, password_stdin: bool) -> None:
+    """Create a staff account (marketing: statistics; dpo: + exports; admin: + accounts)."""
+    from .staff.services import create_account
+
+    user = _staff_call(create_account, email, _read_password(password_stdin), role)
+    click.echo(f"created {user.email} ({user.role})")
+
+
+@staff.command("disable")
+@click.argument("email")
+def staff_disable(email: str) -> None:
+    """Disable an account; its sessions end at once."""
+    from .staff.services import find_account, set_active
+
+    user = _staff_call(find_account, email)
+    _staff_call(set_active, user.id, False)
+    click.echo(f"disabled {user.email}")
+
+
+@staff.command("enable")
+@click.argument("email")
+def staff_enable(email: str) -> None:
+    """Enable a disabled account again."""
+    from .staff.services import find_account, set_active
+
+    user = _staff_call(find_account, email)
+    _staff_call(set_active, user.id, True)
+    click.echo(f"enabled {user.email}")
+
+
+@staff.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--clear-totp", is_flag=True, help="Also remove the two-step sign-in.")
+def staff_reset_password(email: str, password_stdin: bool, clear_totp: bool) -> None:
+    """Set a new password; every session of the account ends."""
+    from .staff.services import find_account, reset_password
+
+    user = _staff_call(find_account, email)
+    password = _read_password(password_stdin)
+    _staff_call(reset_password, user.id, password, clear_totp=clear_totp)
+    click.echo(f"password reset for {user.email}; its sessions have ended")
+
+
+@staff.command("list")
+def staff_list() -> None:
+    """Every staff account: address, role, state, two-step sign-in, last sign-in."""
+    from .consent.ledger import format_timestamp
+    from .staff.services import list_accounts
+
+    for user in list_accounts():
+        state = "active" if user.active else "disabled"
+        totp = "totp" if user.totp_secret else "-"
+        last = format_timestamp(user.last_login_at) if user.last_login_at else "never"
+        click.echo(f"{user.email}\t{user.role}\t{state}\t{totp}\t{last}")
+
+
 def init_app(app: Flask) -> None:
     """Attach the command groups to ``flask``."""
     app.cli.add_command(translate)
     app.cli.add_command(consent)
     app.cli.add_command(outbox)
     app.cli.add_command(retention)
+
+    app.cli.add_command(staff)

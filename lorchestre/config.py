@@ -87,3 +87,18 @@ class DefaultConfig:
     OUTBOX_RETRY_MAX_SECONDS = 6 * 60 * 60
     OUTBOX_CLAIM_TIMEOUT_SECONDS = 15 * 60
     OUTBOX_KEEP_DAYS = 30  # delivered or abandoned mails are deleted after this
+
+    # Staff area (spec §8). Login attempts are counted in the rate-limit storage above.
+    # Flask-Login: a staff session moved to another address or browser is dropped.
+    SESSION_PROTECTION = "strong"
+    STAFF_LOGIN_LIMIT_PER_ACCOUNT = "5 per 15 minutes"
+    STAFF_LOGIN_LIMIT_PER_CLIENT = "30 per 15 minutes"
+    STAFF_PASSWORD_MIN_LENGTH = 12
+    # Argon2id cost; {} keeps argon2-cffi's RFC 9106 low-memory profile (t=3, 64 MiB, p=4).
+    # Hashes made with other parameters are upgraded at the next successful login.
+    STAFF_ARGON2_PARAMS: dict = {}
+    STAFF_TOTP_ISSUER = "L'ORCHESTRE PARFUM"
+    # The staff statistics count UTC days; a day is rolled up this long after it ends.
+    STAFF_ROLLUP_GRACE_MINUTES = 15
+    # Contact for data protection questions, printed in the processing register.
+    DPO_CONTACT = "contact@lorchestreparfum.com"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import sqlalchemy as sa
+from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .database import UTCDateTime, utcnow
@@ -187,6 +188,79 @@ class RetentionRun(db.Model):
     clients_kept: Mapped[int] = mapped_column(sa.Integer)
     # Closed rights requests past their proof period; empty for runs before it existed.
     rights_requests_deleted: Mapped[int | None] = mapped_column(sa.Integer)
+
+
+class StaffUser(UserMixin, db.Model):
+    """A member of staff who may sign in to /staff/ (roles: marketing, dpo, admin)."""
+
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # Part of every session cookie; bumping it revokes every session of this account.
+    session_version: Mapped[int] = mapped_column(sa.Integer, default=1)
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # Last accepted TOTP time step, so a code cannot be replayed within its window.
+    totp_last_step: Mapped[int | None] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login: a disabled account cannot sign in or keep a session."""
+        return bool(self.active)
+
+    def get_id(self) -> str:
+        """Flask-Login: the session holds the account and its session version."""
+        return f"{self.id}:{self.session_version}"
+
+
+class StaffAuditEvent(db.Model):
+    """Who did what, when, in the staff area: append-only, never updated."""
+
+    __tablename__ = "staff_audit_event"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    staff_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("staff_user.id"), index=True
+    )
+    # The account's address when the event happened ("cli" for the command line).
+    actor: Mapped[str] = mapped_column(sa.String(254))
+    action: Mapped[str] = mapped_column(sa.String(48))
+    target: Mapped[str] = mapped_column(sa.String(255), default="")
+    detail: Mapped[dict | None] = mapped_column(sa.JSON)
+
+
+class ConsentDailyCount(db.Model):
+    """Daily rollup of the ledger for the staff statistics: counts only, no consent ID."""
+
+    __tablename__ = "consent_daily_count"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    action: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    locale: Mapped[str] = mapped_column(sa.String(2), primary_key=True)
+    gpc: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    analytics: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    advertising: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    personalization: Mapped[bool] = mapped_column(sa.Boolean, primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class ConsentRollupMark(db.Model):
+    """How far the daily rollup goes: every UTC day before ``rolled_until`` is counted."""
+
+    __tablename__ = "consent_rollup_mark"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rolled_until: Mapped[date] = mapped_column(sa.Date)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RightsRequest(db.Model):
