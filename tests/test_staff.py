@@ -169,6 +169,8 @@ STAFF_URLS = [
     ("GET", "/staff/register.json", "dpo"),
     ("GET", "/staff/register.md", "dpo"),
     ("GET", "/staff/audit", "dpo"),
+    ("GET", "/staff/leads", "dpo"),
+    ("GET", "/staff/leads.csv", "dpo"),
     ("GET", "/staff/accounts", "admin"),
     ("POST", "/staff/accounts/{spare}/disable", "admin"),
     ("POST", "/staff/accounts/{spare}/enable", "admin"),
@@ -183,6 +185,7 @@ def test_the_table_covers_every_staff_url(app: Flask) -> None:
     }
     covered |= {("staff.login", "GET"), ("staff.login", "POST"), ("staff.logout", "POST"),
                 ("staff.login_code", "GET"), ("staff.login_code", "POST")}  # fmt: skip
+    covered.add(("staff.lead_detail", "GET"))  # needs a lead: test_staff_leads.py
     rules = {
         (rule.endpoint, method)
         for rule in app.url_map.iter_rules()

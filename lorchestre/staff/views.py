@@ -33,8 +33,9 @@ from ..consent.services import ACTIONS
 from ..database import utcnow
 from ..extensions import login_manager
 from ..i18n import current_language
+from ..policy import PROSPECT_RETENTION_YEARS
 from ..templating import current_path
-from . import audit, charts, services
+from . import audit, charts, leads, services
 from .exports import audit_bundle_file, csv_lines, ledger_export, ledger_head
 from .forms import (
     MAX_RANGE_DAYS,
@@ -131,6 +132,7 @@ def _staff_context() -> dict[str, Any]:
             "withdraw": _("Withdrawal"),
         },
         "language_names": {"fr": _("French"), "en": _("English")},
+        "status_names": {"prospect": _("Prospect"), "client": _("Client")},
         "register_headings": register_headings,
     }
 
@@ -481,6 +483,71 @@ def register_download(fmt: str) -> Response:
 
 def _json_text(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+# --- Leads (DPO) -------------------------------------------------------------------------
+
+
+MAX_PAGE = 100_000
+
+
+def _lead_search() -> tuple[str, int]:
+    return (
+        leads.clean_query(request.args.get("q")),
+        # Bounded both ways: a huge page number must not overflow the SQL offset.
+        min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE),
+    )
+
+
+@bp.get("/leads")
+@requires("dpo")
+def leads_list():
+    """Leads, latest interaction first, searched by name, e-mail or company."""
+    query, page_number = _lead_search()
+    # Logged first: the log's commit would otherwise expire the leads just loaded.
+    audit.log_event(
+        "view.leads", actor=_user(), detail={"q": query, "page": page_number}
+    )
+    page = leads.leads_page(query, page_number)
+    return render_template(
+        "staff/leads.html",
+        page=page,
+        query=query,
+        retention_due=leads.retention_due,
+        retention_years=PROSPECT_RETENTION_YEARS,
+    )
+
+
+@bp.get("/leads.csv")
+@requires("dpo")
+def leads_csv() -> Response:
+    """The leads matching the search (every page) as CSV, formula-safe."""
+    query, _page = _lead_search()
+    audit.log_event("export.leads", actor=_user(), detail={"q": query})
+    filename = f"leads-{utcnow().date().isoformat()}.csv"
+    return Response(
+        stream_with_context(csv_lines(leads.CSV_HEADER, leads.csv_rows(query))),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/leads/<public_id>")
+@requires("dpo")
+def lead_detail(public_id: str):
+    """One lead: details, messages and marketing consent history."""
+    lead = leads.get_lead(public_id)
+    if lead is None:
+        abort(404)
+    audit.log_event("view.lead", actor=_user(), target=lead.public_id)
+    return render_template(
+        "staff/lead.html",
+        lead=lead,
+        messages=leads.lead_messages(lead),
+        consent_events=leads.consent_history(lead),
+        retention_due=leads.retention_due(lead),
+        back_query=leads.clean_query(request.args.get("q")),
+    )
 
 
 # --- Audit log (DPO) and staff accounts (admin) ----------------------------------------
