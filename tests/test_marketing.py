@@ -139,12 +139,15 @@ def forged_tokens(app: Flask) -> list[str]:
         other_purpose = serializer(SALT_CONSENT_COOKIE).dumps({"l": lead.public_id})
         not_a_dict = serializer(SALT_UNSUBSCRIBE).dumps(["l", lead.public_id])
     payload, rest = genuine.split(".", 1)
+    signed, signature = genuine.rsplit(".", 1)
     return [
         "not-a-token",
         payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest,
         other_purpose,
         not_a_dict,
-        genuine[:-1] + ("x" if genuine[-1] != "x" else "y"),
+        # The first character of the signature: the last one also carries padding
+        # bits, and changing only those leaves the signature valid.
+        f"{signed}.{'x' if signature[0] != 'x' else 'y'}{signature[1:]}",
     ]
 
 
