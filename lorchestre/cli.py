@@ -210,6 +210,10 @@ def retention_run(dry_run: bool) -> None:
         f"delivered or abandoned e-mails past {report.outbox_keep_days} days "
         f"{verb} deleted: {report.outbox_expired}"
     )
+    click.echo(
+        "closed rights requests past their proof period "
+        f"{verb} deleted from the register: {report.register_entries_deleted}"
+    )
     click.echo("run recorded for the DPO")
 
 

@@ -73,6 +73,14 @@ class DefaultConfig:
     # Contact form: Flask-Limiter syntax, counted per client address on POST only.
     CONTACT_RATE_LIMIT = "5 per minute; 30 per day"
 
+    # Rights desk (/<lang>/my-data): requests per client (Flask-Limiter syntax, POST
+    # only); confirmation e-mails per address in any 24 hours, whoever asks; how long
+    # the link in that e-mail and the download button of an access report work.
+    RIGHTS_RATE_LIMIT = "5 per minute; 20 per day"
+    RIGHTS_ADDRESS_LIMIT = 3
+    RIGHTS_LINK_MAX_AGE = 24 * 60 * 60
+    RIGHTS_DOWNLOAD_MAX_AGE = 60 * 60
+
     # E-mail (Flask-Mailman). SMTP when MAIL_SERVER is set; otherwise each message is
     # written as an .eml file into MAIL_FILE_PATH (default instance/outbox/). Links in
     # e-mails are built on BASE_URL, never on the request's Host.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, render_template, request
@@ -18,23 +19,27 @@ ERROR_PAGES = (400, 403, 404, 405, 413, 429, 500, 503)
 RETRY_AFTER_SECONDS = 30
 
 
-def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
-    """Render errors/<code>.html in the page's language, with the other language below."""
+def render_bilingual(name: str, **context: Any) -> str:
+    """Render a page built on errors/base.html, its message repeated in the other language."""
     _bind_fallback_url_adapter()
-    name = f"errors/{code if code in ERROR_PAGES else 500}.html"
     template = current_app.jinja_env.get_template(name)
     with force_locale(other_language(current_language())):
-        context = template.new_context({"reason": reason})
-        other_title = Markup("".join(template.blocks["title"](context)))
-        other_message = Markup("".join(template.blocks["message"](context)))
-    body = render_template(
+        other = template.new_context(context)
+        other_title = Markup("".join(template.blocks["title"](other)))
+        other_message = Markup("".join(template.blocks["message"](other)))
+    return render_template(
         name,
-        reason=reason,
         other_title=other_title,
         other_message=other_message,
         hide_banner=True,
+        **context,
     )
-    return body, code
+
+
+def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
+    """Render errors/<code>.html in the page's language, with the other language below."""
+    name = f"errors/{code if code in ERROR_PAGES else 500}.html"
+    return render_bilingual(name, reason=reason), code
 
 
 def _bind_fallback_url_adapter() -> None:

@@ -186,6 +186,8 @@ class RetentionRun(db.Model):
     outbox_deleted: Mapped[int] = mapped_column(sa.Integer)
     outbox_expired: Mapped[int] = mapped_column(sa.Integer)
     clients_kept: Mapped[int] = mapped_column(sa.Integer)
+    # Closed rights requests past their proof period; empty for runs before it existed.
+    rights_requests_deleted: Mapped[int | None] = mapped_column(sa.Integer)
 
 
 class StaffUser(UserMixin, db.Model):
@@ -259,3 +261,56 @@ class ConsentRollupMark(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     rolled_until: Mapped[date] = mapped_column(sa.Date)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RightsRequest(db.Model):
+    """One data-subject request (GDPR arts. 15-21): the register the DPO answers from.
+
+    The register never holds the e-mail address: ``address_hash`` is a keyed hash of
+    it, enough to limit and audit requests per address, useless to read it back.
+    """
+
+    __tablename__ = "rights_request"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "kind IN ('access', 'rectify', 'erase', 'object')", name="kind"
+        ),
+        sa.CheckConstraint(
+            "status IN ('received', 'awaiting_confirmation', 'done', 'expired', "
+            "'refused')",
+            name="status",
+        ),
+        sa.CheckConstraint("channel IN ('desk', 'staff')", name="channel"),
+        sa.Index(
+            "ix_rights_request_address_hash_received_at", "address_hash", "received_at"
+        ),
+        sa.Index("ix_rights_request_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Random, carried by the signed link in the confirmation e-mail.
+    public_id: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    kind: Mapped[str] = mapped_column(sa.String(8))
+    status: Mapped[str] = mapped_column(sa.String(24))
+    # desk: the self-service page; staff: entered by the DPO (a letter, an e-mail).
+    channel: Mapped[str] = mapped_column(sa.String(8))
+    language: Mapped[str] = mapped_column(sa.String(2))
+    address_hash: Mapped[str] = mapped_column(sa.String(64))
+    # Who the request is about while they are in the CRM; erasure empties it.
+    lead_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("lead.id", ondelete="SET NULL"), index=True
+    )
+    # A consent ID the visitor chose to give, for the access report; forgotten once
+    # the request is closed, so the register does not tie a browser to a person.
+    consent_id: Mapped[str | None] = mapped_column(sa.String(43))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_reason: Mapped[str | None] = mapped_column(sa.String(500))
+    link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once, by the confirmation that acts: what makes the link single-use.
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the request was closed: done, refused or expired.
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refusal_reason: Mapped[str | None] = mapped_column(sa.String(500))

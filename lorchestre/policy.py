@@ -51,6 +51,9 @@ def wording_fingerprint(banner_texts: dict[str, str]) -> str:
 
 
 PROSPECT_RETENTION_YEARS = 3
+# A closed rights request stays in the register as proof that it was answered, for
+# the limitation period of civil claims (Code civil, art. 2224); the DPO may change it.
+RIGHTS_REGISTER_YEARS = 5
 
 
 def retention_settings() -> dict[str, str]:
@@ -60,4 +63,5 @@ def retention_settings() -> dict[str, str]:
         "clients": "duration of the contract, plus legal obligations",
         "consent_cookie": "182 days (acceptance and refusal alike)",
         "consent_ledger": "kept as proof of consent; any purge leaves a checkpoint",
+        "rights_requests": f"register entries {RIGHTS_REGISTER_YEARS} years after the request was closed, without the e-mail address",
     }

@@ -16,8 +16,9 @@ from .models import (
     MarketingConsentEvent,
     OutboxMessage,
     RetentionRun,
+    RightsRequest,
 )
-from .policy import PROSPECT_RETENTION_YEARS
+from .policy import PROSPECT_RETENTION_YEARS, RIGHTS_REGISTER_YEARS
 
 RETENTION_LOCK = "retention"
 BATCH_SIZE = 200
@@ -74,6 +75,17 @@ def subtract_years(moment: datetime, years: int) -> datetime:
         return moment.replace(year=moment.year - years, day=28)
 
 
+def kept_until(lead: Lead) -> datetime | None:
+    """Until when a prospect is kept (the run after it erases them); None for a client.
+
+    The mirror of retention_cutoff(): 3 calendar years after the last interaction,
+    29 February becoming 28 February. A client is kept while the contract runs.
+    """
+    if lead.status != "prospect":
+        return None
+    return subtract_years(lead.last_interaction_at, -PROSPECT_RETENTION_YEARS)
+
+
 def retention_cutoff(now: datetime) -> datetime:
     """Prospects whose last interaction is strictly before this instant are due.
 
@@ -101,6 +113,7 @@ class RetentionReport:
     clients_kept: int
     outbox_keep_days: int
     outbox_expired: int
+    register_entries_deleted: int = 0
 
 
 def run_retention(*, dry_run: bool = False) -> RetentionReport:
@@ -114,12 +127,18 @@ def run_retention(*, dry_run: bool = False) -> RetentionReport:
     cutoff = retention_cutoff(started_at)
     keep_days = current_app.config["OUTBOX_KEEP_DAYS"]
     outbox_cutoff = started_at - timedelta(days=keep_days)
+    register_cutoff = subtract_years(started_at, RIGHTS_REGISTER_YEARS)
     if dry_run:
         erased = _count_due(cutoff)
         expired = db.session.scalar(
             sa.select(sa.func.count())
             .select_from(OutboxMessage)
             .where(_expired_mail(outbox_cutoff))
+        )
+        register_deleted = db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(RightsRequest)
+            .where(_expired_register_entry(register_cutoff))
         )
     else:
         erased = ErasureCounts()
@@ -139,13 +158,23 @@ def run_retention(*, dry_run: bool = False) -> RetentionReport:
             expired = _delete(
                 sa.delete(OutboxMessage).where(_expired_mail(outbox_cutoff))
             )
+            register_deleted = _delete(
+                sa.delete(RightsRequest).where(_expired_register_entry(register_cutoff))
+            )
     clients_kept = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(Lead)
         .where(Lead.status == "client", Lead.last_interaction_at < cutoff)
     )
     report = RetentionReport(
-        dry_run, started_at, cutoff, erased, clients_kept, keep_days, expired
+        dry_run,
+        started_at,
+        cutoff,
+        erased,
+        clients_kept,
+        keep_days,
+        expired,
+        register_deleted,
     )
     _record_run(report)
     return report
@@ -158,6 +187,14 @@ def _expired_mail(outbox_cutoff: datetime) -> sa.ColumnElement[bool]:
         sa.and_(
             OutboxMessage.status == "failed", OutboxMessage.created_at < outbox_cutoff
         ),
+    )
+
+
+def _expired_register_entry(cutoff: datetime) -> sa.ColumnElement[bool]:
+    """Rights requests closed long enough ago that the proof of an answer has lapsed."""
+    return sa.and_(
+        RightsRequest.status.in_(("done", "refused", "expired")),
+        RightsRequest.completed_at < cutoff,
     )
 
 
@@ -197,5 +234,6 @@ def _record_run(report: RetentionReport) -> None:
                 outbox_deleted=report.erased.outbox_messages,
                 outbox_expired=report.outbox_expired,
                 clients_kept=report.clients_kept,
+                rights_requests_deleted=report.register_entries_deleted,
             )
         )

@@ -8,6 +8,7 @@ from itsdangerous import URLSafeTimedSerializer
 SALT_CONSENT_COOKIE = "lorchestre.consent-cookie.v1"
 SALT_UNSUBSCRIBE = "lorchestre.marketing-unsubscribe.v1"
 SALT_RIGHTS_REQUEST = "lorchestre.rights-request.v1"
+SALT_RIGHTS_DOWNLOAD = "lorchestre.rights-download.v1"
 
 
 def serializer(salt: str) -> URLSafeTimedSerializer:

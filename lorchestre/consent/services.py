@@ -51,6 +51,11 @@ class RecordedChoice:
     record: dict = field(repr=False)
 
 
+def valid_consent_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a consent ID (random, URL-safe)."""
+    return bool(_CONSENT_ID.fullmatch(value))
+
+
 def new_consent_id() -> str:
     """A random, opaque consent ID: 192 bits, URL-safe."""
     return secrets.token_urlsafe(24)

@@ -20,7 +20,12 @@ from ..consent.declarations import DECLARATIONS_FILE, Category, load_categories
 from ..consent.ledger import format_timestamp
 from ..consent.services import COOKIE_MAX_AGE
 from ..database import utcnow
-from ..policy import CURRENT_POLICY, PROSPECT_RETENTION_YEARS, retention_settings
+from ..policy import (
+    CURRENT_POLICY,
+    PROSPECT_RETENTION_YEARS,
+    RIGHTS_REGISTER_YEARS,
+    retention_settings,
+)
 
 CONTROLLER_NAME = "L’ORCHESTRE PARFUM"
 CONTROLLER_SIRET = "83181639200011"
@@ -239,12 +244,18 @@ def _rights_activity() -> Activity:
         people=[_("People who exercise their rights.")],
         data=[
             _(
-                "E-mail address, type of request, dates received, due and completed, reason for any extension."
+                "A fingerprint of the e-mail address computed with a secret key (never the address itself), type of request, dates received, due and completed, reason for any extension or refusal; while the request is open, the link to the person’s record and the consent ID they chose to give."
             ),
         ],
         recipients=[_("The DPO.")],
         transfers=_no_transfer(),
-        retention=[_("Not yet set: to be decided by the DPO.")],
+        retention=[
+            _(
+                "%(years)d years after the request is closed, as proof that it was answered (French civil code, art. 2224); erasing the person removes the link to their record.",
+                years=RIGHTS_REGISTER_YEARS,
+            )
+        ],
+        retention_keys=("rights_requests",),
     )
 
 
