@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         static_folder=str(STATIC_DIR),
     )
     app.config.from_object(DefaultConfig)
+    # Own copies of the dict/list defaults: LORCHESTRE_A__B=... edits nested values in
+    # place, which would otherwise change DefaultConfig for every later app.
+    for key, value in list(app.config.items()):
+        if isinstance(value, dict | list):
+            app.config[key] = copy.deepcopy(value)
     app.config.from_prefixed_env("LORCHESTRE")
     if test_config:
         app.config.update(test_config)
@@ -47,6 +53,11 @@ def _derive_settings(app: Flask) -> None:
             f"sqlite:///{Path(app.instance_path) / 'lorchestre.db'}"
         )
     config["SESSION_COOKIE_SECURE"] = bool(config["COOKIE_SECURE"])
+    # Test pooled connections before use, so a restarted PostgreSQL costs no request.
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        "pool_pre_ping": True,
+        **config["SQLALCHEMY_ENGINE_OPTIONS"],
+    }
     config["BANNER_SCREENSHOTS_DIR"] = Path(
         config.get("BANNER_SCREENSHOTS_DIR")
         or Path(app.instance_path) / "banner-screenshots"

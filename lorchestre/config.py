@@ -23,6 +23,7 @@ class DefaultConfig:
     SQLALCHEMY_DATABASE_URI: str | None = None  # None: SQLite in instance/
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
     SQLITE_BUSY_TIMEOUT_MS = 5000
+    POSTGRES_LOCK_TIMEOUT_MS = 5000  # same role on PostgreSQL (lock_timeout per write)
 
     BABEL_DEFAULT_LOCALE = DEFAULT_LANGUAGE
     BABEL_TRANSLATION_DIRECTORIES = str(TRANSLATIONS_DIR)
@@ -47,6 +48,21 @@ class DefaultConfig:
     # Rate limits (Flask-Limiter); "memory://" is per process, use redis:// with several.
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_HEADERS_ENABLED = True
+    # Redis keys are "<key_prefix>:LIMITER/..."; short timeouts, so a Redis that stops
+    # answering costs one request half a second before the fallback below takes over.
+    RATELIMIT_STORAGE_OPTIONS: dict = {
+        "key_prefix": "lorchestre",
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+    }
+    # Fail open when Redis is down: limits are abuse protection, never a reason to lose
+    # a visitor's refusal. Each process keeps counting in memory meanwhile (the limit
+    # becomes per process, it does not vanish) and returns to Redis once it answers.
+    # Flask-Limiter reads these two once per process, from the first app it sees.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    RATELIMIT_SWALLOW_ERRORS = True
+    # POST /consent per client address: generous, a person clicks a few times at most.
+    CONSENT_RATE_LIMIT = "60 per minute"
 
     BASE_URL = "http://127.0.0.1:5000"
 

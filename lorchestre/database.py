@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -84,8 +85,9 @@ def write_transaction(lock: str | None = None) -> Iterator[None]:
     """Run the block in one write transaction, holding the write lock before any read.
 
     On SQLite the transaction starts with BEGIN IMMEDIATE; on PostgreSQL, when ``lock``
-    is given, a transaction-level advisory lock of that name is taken first. Commits on
-    success, rolls back on error; database errors surface as DatabaseUnavailable.
+    is given, a transaction-level advisory lock of that name is taken first, waiting at
+    most POSTGRES_LOCK_TIMEOUT_MS. Commits on success, rolls back on error; database
+    errors (including a lock wait that timed out) surface as DatabaseUnavailable.
     """
     session = db.session()  # the request's Session, not the scoped proxy
     if session.in_transaction():
@@ -101,11 +103,17 @@ def write_transaction(lock: str | None = None) -> Iterator[None]:
     finally:
         _immediate.reset(token)
     try:
-        if lock and connection.dialect.name == "postgresql":
-            connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                {"key": _advisory_key(lock)},
-            )
+        if connection.dialect.name == "postgresql":
+            # PostgreSQL's counterpart of SQLite's busy timeout: wait this long for a
+            # lock, then fail (503) instead of holding the visitor until gunicorn's
+            # worker timeout.
+            timeout_ms = int(current_app.config["POSTGRES_LOCK_TIMEOUT_MS"])
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {timeout_ms}")
+            if lock:
+                connection.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": _advisory_key(lock)},
+                )
         yield
         session.commit()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:

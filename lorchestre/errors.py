@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, render_template, request
+from flask.globals import request_ctx
 from flask_babel import force_locale
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
-from werkzeug.wrappers import Response
 
 from .database import DatabaseUnavailable
 from .i18n import current_language, other_language
@@ -20,6 +21,7 @@ RETRY_AFTER_SECONDS = 30
 
 def render_bilingual(name: str, **context: Any) -> str:
     """Render a page built on errors/base.html, its message repeated in the other language."""
+    _bind_fallback_url_adapter()
     template = current_app.jinja_env.get_template(name)
     with force_locale(other_language(current_language())):
         other = template.new_context(context)
@@ -40,22 +42,34 @@ def render_error(code: int, reason: str | None = None) -> tuple[str, int]:
     return render_bilingual(name, reason=reason), code
 
 
+def _bind_fallback_url_adapter() -> None:
+    """Give the request a URL adapter when routing never ran (untrusted Host).
+
+    Flask leaves ``url_adapter`` unset when the Host header fails TRUSTED_HOSTS, and
+    the error page's ``url_for`` would then fail with a 500 -- whichever error is
+    being rendered (a before_request check may refuse the request first). Bind to
+    BASE_URL's host instead: the page only builds relative links, so the bad host
+    is never echoed.
+    """
+    if request_ctx.url_adapter is not None:
+        return
+    base = urlsplit(current_app.config["BASE_URL"])
+    request_ctx.url_adapter = current_app.url_map.bind(
+        base.netloc or "localhost", url_scheme=base.scheme or "https"
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers."""
+
+    @app.errorhandler(SecurityError)
+    def _untrusted_host(_error: SecurityError):
+        app.logger.warning("refused a request for an untrusted host")
+        return render_error(400)
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):
         return render_error(400, reason="csrf")
-
-    @app.errorhandler(SecurityError)
-    def _untrusted_host(_error: SecurityError):
-        # A Host outside TRUSTED_HOSTS: no URL can be built for it, so no page either.
-        return Response(
-            "400 Bad Request: unknown host.\n"
-            "400 Requête incorrecte\u00a0: hôte inconnu.\n",
-            status=400,
-            mimetype="text/plain",
-        )
 
     @app.errorhandler(DatabaseUnavailable)
     def _database_unavailable(_error: DatabaseUnavailable):

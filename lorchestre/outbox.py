@@ -17,7 +17,7 @@ import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import make_msgid, parseaddr
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,6 +86,15 @@ def render_mail(template: str, language: str, **context: Any) -> str:
         return current_app.jinja_env.get_template(template).render(**context)
 
 
+def new_message_id(domain: str) -> str:
+    """A unique Message-ID from the OS's randomness.
+
+    email.utils.make_msgid draws on the ``random`` module, whose state any library
+    (or a test harness) may reseed, which produced duplicate IDs.
+    """
+    return f"<{secrets.token_hex(16)}@{domain}>"
+
+
 def enqueue(
     *,
     kind: str,
@@ -108,7 +117,7 @@ def enqueue(
         subject=subject,
         body=body,
         headers=headers or None,
-        message_id=make_msgid(domain=sender_domain or None),
+        message_id=new_message_id(sender_domain or "lorchestreparfum.com"),
         status="pending",
         attempts=0,
         next_attempt_at=utcnow(),

@@ -20,6 +20,7 @@ from lorchestre.extensions import db
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATABASE_URL = os.environ.get("LORCHESTRE_TEST_DATABASE_URL", "")
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -41,7 +42,7 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
     """A test app with a fresh schema; CSRF stays on."""
     config = {
         "TESTING": True,
-        "SECRET_KEY": "test-secret-key-0123456789abcdef0123456789",
+        "SECRET_KEY": TEST_SECRET,
         "SQLALCHEMY_DATABASE_URI": database_url(tmp_path),
         "COOKIE_SECURE": False,
         "RATELIMIT_STORAGE_URI": "memory://",

@@ -35,12 +35,14 @@ def safe_next(target: str | None, lang: str) -> str:
     if not target or len(target) > MAX_NEXT_LENGTH:
         return fallback
     # Browsers treat "\" as "/" and drop tabs/newlines, so "/\evil" and "/\t/evil"
-    # leave the site: refuse any of them outright rather than normalising.
+    # leave the site: refuse any of them outright rather than normalising. Our own
+    # paths are printable ASCII (percent-encoded), so anything else (controls, RTL
+    # overrides, zero-width characters) is refused too.
     if (
         not target.startswith("/")
         or target.startswith("//")
         or "\\" in target
-        or any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)
+        or any(not 0x21 <= ord(ch) <= 0x7E for ch in target)
     ):
         return fallback
     parts = urlsplit(target)

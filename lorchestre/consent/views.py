@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+)
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from ..database import DatabaseUnavailable
 from ..errors import RETRY_AFTER_SECONDS
+from ..extensions import db, limiter
 from .declarations import load_categories
 from .forms import InvalidSubmission, parse_submission
 from .ledger import format_timestamp
 from .services import (
+    COOKIE_NAME,
     REFUSALS,
     choices_for,
     current_consent,
@@ -32,7 +44,21 @@ def _wants_json() -> bool:
     return best == "application/json" and request.accept_mimetypes[best] > 0
 
 
+def _consent_rate_limit() -> str:
+    """The configured per-client limit, read per request so tests and env can set it."""
+    return current_app.config["CONSENT_RATE_LIMIT"]
+
+
+@public_bp.after_request
+def _rate_limited_means_nothing_optional(response: Response) -> Response:
+    """A POST refused by the rate limit was not recorded: fail closed like a 503."""
+    if response.status_code == 429 and request.method == "POST":
+        leave_nothing_optional(response)
+    return response
+
+
 @public_bp.post("/consent")
+@limiter.limit(_consent_rate_limit)
 def record() -> Response:
     """Record a banner or preferences-page choice, then set the cookie."""
     try:
@@ -92,19 +118,48 @@ def _not_recorded(action: str, lang: str, as_json: bool) -> Response:
         )
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    expire_refused_cookies(response, choices_for("reject_all"))
+    leave_nothing_optional(response)
     return response
+
+
+def leave_nothing_optional(response: Response) -> None:
+    """For a choice that was not recorded: no optional cookie, no consent granting one.
+
+    A consent cookie that grants any category is dropped too, or an earlier
+    acceptance would stay in force over the refusal the visitor just made. One that
+    grants nothing is already the safe state and is kept (no banner nagging).
+    """
+    expire_refused_cookies(response, choices_for("reject_all"))
+    state = current_consent()
+    if state and any(state.choices.values()):
+        response.delete_cookie(
+            COOKIE_NAME,
+            path="/",
+            secure=current_app.config["COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
 
 
 @bp.get("/cookies")
 def preferences() -> str:
     """Current choices, consent ID and history; change or withdraw."""
     state = current_consent()
-    records = history(state.consent_id) if state else []
+    records, unavailable = [], False
+    if state:
+        try:
+            records = history(state.consent_id)
+        except sa.exc.SQLAlchemyError:
+            # The page must still work without the database: it is where a
+            # visitor withdraws, and a refusal is honoured even when unlogged.
+            current_app.logger.warning("preferences: consent history unavailable")
+            db.session.rollback()
+            unavailable = True
     return render_template(
         "consent/preferences.html",
         state=state,
         records=records,
+        history_unavailable=unavailable,
         categories=load_categories(),
     )
 

@@ -132,6 +132,15 @@ class ContactForm(FlaskForm):
                 )
             )
 
+    def validate(self, extra_validators=None) -> bool:
+        """Validate; a refused form is shown back without NUL, which HTML cannot carry."""
+        if super().validate(extra_validators):
+            return True
+        for field in self:
+            if isinstance(field.data, str):
+                field.data = field.data.replace("\x00", "")
+        return False
+
     def is_bot(self) -> bool:
         """Whether the honeypot was filled in."""
         return bool(self.website.data)
