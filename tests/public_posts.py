@@ -22,6 +22,7 @@ from lorchestre.models import (
     ContactMessage,
     Lead,
     OutboxMessage,
+    RightsRequest,
 )
 
 
@@ -80,4 +81,16 @@ CONTACT = PublicPost(
     success_always_stores=False,  # a filled honeypot ("website") gets the same 303
 )
 
-PUBLIC_POSTS: list[PublicPost] = [CONSENT, CONTACT]
+RIGHTS = PublicPost(
+    name="rights",
+    path="/fr/my-data",
+    form_page="/fr/my-data",
+    fields=("email", "kind", "consent_id"),
+    valid=lambda: {"email": "jeanne@example.fr", "kind": "access"},
+    success=frozenset({303}),
+    rate_limit_setting="RIGHTS_RATE_LIMIT",
+    # Every valid request is registered, known address or not.
+    stored=lambda app: count_rows(app, RightsRequest, OutboxMessage),
+)
+
+PUBLIC_POSTS: list[PublicPost] = [CONSENT, CONTACT, RIGHTS]

@@ -410,9 +410,9 @@ def test_a_foreign_host_is_refused_when_trusted_hosts_are_set(app_factory):
     app = app_factory(TRUSTED_HOSTS=["localhost"])
     client = app.test_client()
     assert client.get("/en/my-data").status_code == 200
-    assert (
-        client.get("/en/my-data", headers={"Host": "evil.example"}).status_code == 400
-    )
+    response = client.get("/en/my-data", headers={"Host": "evil.example"})
+    assert response.status_code == 400
+    assert "evil" not in response.text
 
 
 def test_get_of_the_link_changes_nothing(app_factory):
@@ -748,6 +748,19 @@ def test_rectify_shows_current_details_validates_then_saves_once(app, client):
     again = client.post(path, data={"csrf_token": token, "name": "Someone Else"})
     assert again.status_code == 410
     assert the_lead(app).name == "Camille Martin-Dupré"
+
+
+def test_rectify_refuses_control_characters_and_never_shows_nul_back(app, client):
+    seed(client, CAMILLE)
+    path = request_link(app, client, "rectify")
+    token = csrf_from(client.get(path).data)
+    for value in ("\x00", "Camille\x00", "Camille\u202eenilleM", "Camille\r\nBcc: x"):
+        response = client.post(path, data={"csrf_token": token, "name": value})
+        assert response.status_code == 200
+        assert "\x00" not in response.text
+        assert "Please remove the line breaks or invisible characters" in response.text
+    assert the_lead(app).name == CAMILLE["name"]
+    assert entries(app)[0].used_at is None
 
 
 def test_rectifying_does_not_restart_the_retention_period(app, client, time_machine):

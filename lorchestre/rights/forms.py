@@ -20,7 +20,20 @@ KIND_LABELS = {
 }
 
 
-class RequestForm(FlaskForm):
+class _ShownBackWithoutNul(FlaskForm):
+    """A form whose refused input is shown back without NUL, which HTML cannot carry."""
+
+    def validate(self, extra_validators=None) -> bool:
+        """Validate; on refusal, drop NUL from what the page will show back."""
+        if super().validate(extra_validators):
+            return True
+        for field in self:
+            if isinstance(field.data, str):
+                field.data = field.data.replace("\x00", "")
+        return False
+
+
+class RequestForm(_ShownBackWithoutNul):
     """E-mail address, request type and, optionally, a consent ID."""
 
     # The same field and checks as the contact form: one address, one meaning.
@@ -53,7 +66,7 @@ class RequestForm(FlaskForm):
             )
 
 
-class RectifyForm(FlaskForm):
+class RectifyForm(_ShownBackWithoutNul):
     """Name, phone and company, with exactly the contact form's checks."""
 
     name = ContactForm.name
