@@ -55,6 +55,9 @@ def translate_update() -> None:
         "-d",
         str(TRANSLATIONS_DIR),
         "--no-fuzzy-matching",
+        # The catalogue's own line width: a narrower one rewraps every entry.
+        "--width",
+        "88",
     )
 
 

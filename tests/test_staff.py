@@ -18,6 +18,7 @@ from lorchestre.consent.exports import write_export
 from lorchestre.extensions import db
 from lorchestre.models import ConsentRecord, StaffAuditEvent, StaffUser
 from lorchestre.policy import retention_settings
+from lorchestre.rights.services import register_request
 from lorchestre.staff.exports import parse_trailer
 from lorchestre.staff.register import build_register
 from tests.staff_support import (
@@ -171,17 +172,35 @@ STAFF_URLS = [
     ("GET", "/staff/audit", "dpo"),
     ("GET", "/staff/leads", "dpo"),
     ("GET", "/staff/leads.csv", "dpo"),
+    ("GET", "/staff/requests", "dpo"),
+    ("GET", "/staff/requests.csv", "dpo"),
+    ("GET", "/staff/requests/new", "dpo"),
+    ("POST", "/staff/requests/new", "dpo"),
+    ("GET", "/staff/requests/{request}", "dpo"),
+    ("POST", "/staff/requests/{request}/extend", "dpo"),
+    ("POST", "/staff/requests/{request}/refuse", "dpo"),
+    ("POST", "/staff/requests/{request}/done", "dpo"),
     ("GET", "/staff/accounts", "admin"),
     ("POST", "/staff/accounts/{spare}/disable", "admin"),
     ("POST", "/staff/accounts/{spare}/enable", "admin"),
 ]
-POST_DATA = {"/staff/ledger/export": {"format": "jsonl"}}
+POST_DATA = {
+    "/staff/ledger/export": {"format": "jsonl"},
+    "/staff/requests/new": {
+        "kind": "access",
+        "email": "camille@example.fr",
+        "language": "fr",
+    },
+    "/staff/requests/{request}/extend": {"extend-reason": "Archives on paper"},
+    "/staff/requests/{request}/refuse": {"refuse-reason": "Identity not proven"},
+}
 
 
 def test_the_table_covers_every_staff_url(app: Flask) -> None:
     adapter = app.url_map.bind("localhost")
     covered = {
-        (adapter.match(p.format(spare=1), method=m)[0], m) for m, p, _ in STAFF_URLS
+        (adapter.match(p.format(spare=1, request=1), method=m)[0], m)
+        for m, p, _ in STAFF_URLS
     }
     covered |= {("staff.login", "GET"), ("staff.login", "POST"), ("staff.logout", "POST"),
                 ("staff.login_code", "GET"), ("staff.login_code", "POST")}  # fmt: skip
@@ -195,12 +214,22 @@ def test_the_table_covers_every_staff_url(app: Flask) -> None:
     assert rules == covered
 
 
-def _call(client, method: str, path: str, token: str):
+@pytest.fixture
+def rights_request(app: Flask) -> int:
+    """An open rights request entered by the DPO; its register number."""
+    with app.test_request_context():
+        return register_request(
+            kind="erase", email="camille@example.fr", language="fr"
+        ).id
+
+
+def _call(client, method: str, template: str, token: str, **ids: int):
+    path = template.format(**ids)
     if method == "GET":
         response = client.get(path)
     else:
         response = client.post(
-            path, data={"csrf_token": token, **POST_DATA.get(path, {})}
+            path, data={"csrf_token": token, **POST_DATA.get(template, {})}
         )
     response.get_data()  # run streamed downloads to the end, so their context closes
     response.close()
@@ -209,12 +238,13 @@ def _call(client, method: str, path: str, token: str):
 
 @pytest.mark.parametrize(("method", "path", "minimum"), STAFF_URLS)
 def test_anonymous_visitors_are_sent_to_sign_in(
-    app, staff, method, path, minimum
+    app, staff, rights_request, method, path, minimum
 ) -> None:
     client = new_client(app)
     token = csrf_of(client.get("/staff/login").data)
-    path = path.format(spare=staff["spare"])
-    response = _call(client, method, path, token)
+    response = _call(
+        client, method, path, token, spare=staff["spare"], request=rights_request
+    )
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/staff/login?next=")
 
@@ -222,12 +252,14 @@ def test_anonymous_visitors_are_sent_to_sign_in(
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize(("method", "path", "minimum"), STAFF_URLS)
 def test_each_role_gets_its_pages_and_403_elsewhere(
-    app, staff, role, method, path, minimum
+    app, staff, rights_request, role, method, path, minimum
 ) -> None:
     client = signed_in(app, role)
     token = csrf_of(client.get("/staff/account").data)
-    path = path.format(spare=staff["spare"])
-    response = _call(client, method, path, token)
+    response = _call(
+        client, method, path, token, spare=staff["spare"], request=rights_request
+    )
+    path = path.format(spare=staff["spare"], request=rights_request)
     allowed = ROLES.index(role) >= ROLES.index(minimum)
     if allowed:
         assert response.status_code in (200, 303), (response.status_code, path)

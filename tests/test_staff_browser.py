@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from lorchestre.rights.services import register_request
 from tests.staff_support import FAST_ARGON2, PASSWORD, create_staff, seed_ledger
 
 pytestmark = pytest.mark.browser
@@ -98,10 +99,18 @@ def test_staff_pages_have_no_serious_accessibility_violation(
     with app.app_context():
         seed_ledger(500, now - timedelta(days=10), now - timedelta(minutes=5))
     create_staff(app, "admin@lorchestreparfum.com", "admin")
+    with app.test_request_context():
+        register_request(
+            kind="erase",
+            email="camille@example.fr",
+            language="fr",
+            received_at=now - timedelta(days=40),
+        )
     page = new_page(bypass_csp=True)  # axe-core is injected by the test, not the site
     serious = {}
     paths = ["/staff/login?next=/staff/", "/staff/", "/staff/ledger", "/staff/register",
-             "/staff/audit", "/staff/accounts", "/staff/account", "/staff/account/totp"]  # fmt: skip
+             "/staff/audit", "/staff/accounts", "/staff/account", "/staff/account/totp",
+             "/staff/requests", "/staff/requests/new", "/staff/requests/1"]  # fmt: skip
     for path in paths:
         page.goto(f"{live_server}{path}")
         if path == "/staff/":  # signed in after the sign-in page was checked
@@ -147,4 +156,42 @@ def test_the_dpo_downloads_an_audit_bundle_that_verifies_without_our_code(
             assert hashlib.sha256((prev + "\n" + c).encode()).hexdigest() == rec["hash"]
             prev = rec["hash"]
     assert manifest["head_hash"] == prev and manifest["row_count"] == 1500
+    assert page.console_errors == []
+
+
+def test_the_dpo_works_through_the_rights_register_in_french(
+    app, live_server, new_page, screenshot_dir
+) -> None:
+    now = datetime.now(UTC)
+    with app.test_request_context():
+        for kind, days in (("erase", 40), ("access", 26), ("object", 3)):
+            register_request(
+                kind=kind,
+                email=f"{kind}@example.fr",
+                language="fr",
+                received_at=now - timedelta(days=days),
+            )
+    create_staff(app, "dpo@lorchestreparfum.com", "dpo")
+    page = new_page(locale="fr", extra_http_headers={"Accept-Language": "fr"})
+    sign_in(page, live_server, "dpo@lorchestreparfum.com", "/staff/requests")
+    overdue = page.locator("tr.rr-row-overdue")
+    assert overdue.count() == 1
+    assert "En retard de" in (overdue.text_content() or "")
+    assert page.locator("tr.rr-row-soon").count() == 1
+    shot = screenshot_dir / "staff-requests-fr.png"
+    page.screenshot(path=str(shot), full_page=True)
+    keep(shot, "staff/requests-fr.png")
+
+    # The newest request: extend it with a reason, then record the answer.
+    page.click("tbody tr:last-child th a")
+    page.fill("#extend-reason", "Archives papier dans deux boutiques")
+    page.click("form[action$='/extend'] button")
+    assert "Délai prolongé de deux mois" in page.text_content(".staff-flashes")
+    assert "Archives papier dans deux boutiques" in page.text_content(".staff-facts")
+    shot = screenshot_dir / "staff-request-fr.png"
+    page.screenshot(path=str(shot), full_page=True)
+    keep(shot, "staff/request-fr.png")
+    page.click("form[action$='/done'] button")
+    assert "Demande marquée comme traitée." in page.text_content(".staff-flashes")
+    assert page.locator("form[action$='/done']").count() == 0
     assert page.console_errors == []

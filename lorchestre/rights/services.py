@@ -32,11 +32,12 @@ from ..contact.services import find_lead
 from ..database import utcnow, write_transaction
 from ..extensions import db
 from ..marketing.services import consent_history, record_opt_out
-from ..models import ContactMessage, Lead, OutboxMessage, RightsRequest
+from ..models import ContactMessage, Lead, OutboxMessage, RightsRequest, StaffUser
 from ..outbox import enqueue, external_url, render_mail
 from ..policy import RIGHTS_REGISTER_YEARS
 from ..retention import erase_lead as _erase_lead
 from ..retention import kept_until, subtract_years
+from ..staff.audit import add_event
 from ..textinput import has_forbidden_characters, normalise, parse_email
 from ..tokens import SALT_RIGHTS_DOWNLOAD, SALT_RIGHTS_REQUEST, serializer
 
@@ -657,7 +658,12 @@ def list_requests(
 
 
 def register_request(
-    *, kind: str, email: str, language: str, received_at: datetime | None = None
+    *,
+    kind: str,
+    email: str,
+    language: str,
+    received_at: datetime | None = None,
+    actor: StaffUser | None = None,
 ) -> RightsRequest:
     """Enter a request received by letter or e-mail; the DPO then answers it by hand."""
     if kind not in KINDS:
@@ -678,7 +684,19 @@ def register_request(
             due_at=due_date(received_at),
         )
         db.session.add(entry)
+        db.session.flush()  # the entry's number, for the audit event
+        _audit(actor, "rights.register", entry, {"kind": kind, "known": bool(lead)})
     return entry
+
+
+def _audit(
+    actor: StaffUser | None, action: str, entry: RightsRequest, detail: dict
+) -> None:
+    """The staff audit event of a register change, in the change's own transaction."""
+    if actor is not None:
+        add_event(
+            action, actor=actor, target=f"rights-request:{entry.id}", detail=detail
+        )
 
 
 def _open_entry(request_id: int) -> RightsRequest:
@@ -698,7 +716,9 @@ def _clean_reason(reason: str) -> str:
     return reason
 
 
-def extend_request(request_id: int, reason: str) -> RightsRequest:
+def extend_request(
+    request_id: int, reason: str, *, actor: StaffUser | None = None
+) -> RightsRequest:
     """Extend the deadline once by two months, with the reason to tell the person.
 
     GDPR art. 12(3): allowed for complex or numerous requests, decided within the
@@ -715,21 +735,28 @@ def extend_request(request_id: int, reason: str) -> RightsRequest:
         entry.extended_at = now
         entry.extension_reason = reason
         entry.due_at = due_date(entry.received_at, extended=True)
+        _audit(
+            actor, "rights.extend", entry, {"due_at": format_timestamp(entry.due_at)}
+        )
     return entry
 
 
-def mark_done(request_id: int) -> RightsRequest:
+def mark_done(request_id: int, *, actor: StaffUser | None = None) -> RightsRequest:
     """Record that the DPO has answered an open request."""
     with write_transaction():
         entry = _open_entry(request_id)
         _close(entry, "done", utcnow())
+        _audit(actor, "rights.done", entry, {"kind": entry.kind})
     return entry
 
 
-def refuse_request(request_id: int, reason: str) -> RightsRequest:
+def refuse_request(
+    request_id: int, reason: str, *, actor: StaffUser | None = None
+) -> RightsRequest:
     """Record a refusal and its reason (the person must be told it, and of the CNIL)."""
     reason = _clean_reason(reason)
     with write_transaction():
         entry = _open_entry(request_id)
         _close(entry, "refused", utcnow(), reason=reason)
+        _audit(actor, "rights.refuse", entry, {"kind": entry.kind})
     return entry

@@ -12,6 +12,9 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from ..consent.forms import safe_next as consent_safe_next
+from ..contact.forms import ContactForm
+from ..database import utcnow
+from ..rights.services import PARIS, REASON_MAX
 from .services import MAX_PASSWORD_LENGTH
 
 EARLIEST_DAY = date(2020, 1, 1)
@@ -19,6 +22,11 @@ LATEST_DAY = date(2099, 12, 31)
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
 BAD_DATE = _l("Enter a date as YYYY-MM-DD.")
+
+
+def paris_today() -> date:
+    """Today in Paris, where a letter's date of receipt is reckoned."""
+    return utcnow().astimezone(PARIS).date()
 
 
 def safe_next(target: str | None) -> str:
@@ -162,3 +170,52 @@ class LedgerExportForm(FlaskForm):
         """The end is not before the start."""
         if self.start.data and field.data and field.data < self.start.data:
             raise ValidationError(_l("The end date is before the start date."))
+
+
+class ReasonForm(FlaskForm):
+    """The reason for extending or refusing a rights request, told to the person."""
+
+    reason = StringField(
+        _l("Reason"),
+        validators=[DataRequired(), Length(max=REASON_MAX)],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        render_kw={"maxlength": REASON_MAX, "autocomplete": "off"},
+    )
+
+
+class RightsRequestForm(FlaskForm):
+    """A request received by letter or e-mail, entered in the register by the DPO."""
+
+    kind = RadioField(
+        _l("Request"),
+        choices=[
+            SelectChoice("access", _l("Access to their data")),
+            SelectChoice("rectify", _l("Correction")),
+            SelectChoice("erase", _l("Erasure")),
+            SelectChoice("object", _l("Objection to marketing")),
+        ],
+        validators=[DataRequired(_l("Choose the type of request."))],
+    )
+    email = StringField(
+        _l("The person’s e-mail address"),
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    language = RadioField(
+        _l("Language of the reply"),
+        choices=[SelectChoice("fr", _l("French")), SelectChoice("en", _l("English"))],
+        default="fr",
+        validators=[DataRequired()],
+    )
+    received_on = _Day(
+        _l("Received on (Paris date; empty for today)"),
+        name="received_on",
+        validators=[Optional()],
+    )
+
+    validate_email = ContactForm.validate_email
+
+    def validate_received_on(self, field: DateField) -> None:
+        """Not in the future: the deadline runs from the day the request arrived."""
+        if field.data and field.data > paris_today():
+            raise ValidationError(_l("The date of receipt cannot be in the future."))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
@@ -33,9 +33,11 @@ from ..consent.services import ACTIONS
 from ..database import utcnow
 from ..extensions import login_manager
 from ..i18n import current_language
+from ..models import RightsRequest
 from ..policy import PROSPECT_RETENTION_YEARS
+from ..rights import services as rights
 from ..templating import current_path
-from . import audit, charts, leads, services
+from . import audit, charts, leads, rights_requests, services
 from .exports import audit_bundle_file, csv_lines, ledger_export, ledger_head
 from .forms import (
     MAX_RANGE_DAYS,
@@ -45,6 +47,8 @@ from .forms import (
     LedgerExportForm,
     LoginForm,
     PasswordChangeForm,
+    ReasonForm,
+    RightsRequestForm,
     TotpDisableForm,
     safe_next,
 )
@@ -134,6 +138,33 @@ def _staff_context() -> dict[str, Any]:
         "language_names": {"fr": _("French"), "en": _("English")},
         "status_names": {"prospect": _("Prospect"), "client": _("Client")},
         "register_headings": register_headings,
+        "rights_requests": rights_requests,
+        "due_soon_days": rights_requests.DUE_SOON_DAYS,
+        "request_kind_names": {
+            "access": _("Access"),
+            "rectify": _("Correction"),
+            "erase": _("Erasure"),
+            "object": _("Objection to marketing"),
+        },
+        "request_status_names": {
+            "received": _("Received"),
+            "awaiting_confirmation": _("Link sent, awaiting confirmation"),
+            "done": _("Answered"),
+            "expired": _("Link never confirmed"),
+            "refused": _("Closed without action"),
+        },
+        "request_channel_names": {
+            "desk": _("Self-service desk"),
+            "staff": _("Entered by staff"),
+        },
+        # The desk's own reasons for closing a request, stored in English.
+        "desk_reasons": {
+            rights.NO_DATA: _("No data is held for this address: no e-mail was sent."),
+            rights.ADDRESS_LIMIT: _(
+                "The daily limit of e-mails for this address was reached: "
+                "no e-mail was sent."
+            ),
+        },
     }
 
 
@@ -588,3 +619,189 @@ def account_change(user_id: int, change: str) -> Response:
             )
             flash(message, "info")
     return redirect(url_for("staff.accounts"), 303)
+
+
+# --- Rights-request register (DPO) --------------------------------------------------------
+
+
+def _register_filters() -> tuple[str, str | None, int]:
+    return (
+        rights_requests.clean_view(request.args.get("view")),
+        rights_requests.clean_kind(request.args.get("kind")),
+        min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE),
+    )
+
+
+@bp.get("/requests")
+@requires("dpo")
+def requests_list():
+    """Rights requests with their deadlines: open ones first by due date, overdue flagged."""
+    view, kind, page_number = _register_filters()
+    now = utcnow()
+    audit.log_event(
+        "view.rights_register",
+        actor=_user(),
+        detail={"view": view, "kind": kind, "page": page_number},
+    )
+    return render_template(
+        "staff/rights_requests.html",
+        page=rights_requests.register_page(view, kind, page_number, now),
+        summary=rights_requests.summary(now),
+        view=view,
+        kind=kind,
+        now=now,
+    )
+
+
+@bp.get("/requests.csv")
+@requires("dpo")
+def requests_csv() -> Response:
+    """The register for the chosen view and type as CSV (no address is ever in it)."""
+    view, kind, _page = _register_filters()
+    now = utcnow()
+    audit.log_event(
+        "export.rights_register", actor=_user(), detail={"view": view, "kind": kind}
+    )
+    filename = f"rights-requests-{view}-{now.date().isoformat()}.csv"
+    return Response(
+        stream_with_context(
+            csv_lines(
+                rights_requests.CSV_HEADER, rights_requests.csv_rows(view, kind, now)
+            )
+        ),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _request_page(
+    entry: RightsRequest, status: int = 200, problem: str = "", **forms: Any
+) -> tuple[str, int]:
+    forms.setdefault("extend_form", ReasonForm(prefix="extend"))
+    forms.setdefault("refuse_form", ReasonForm(prefix="refuse"))
+    now = utcnow()
+    return (
+        render_template(
+            "staff/rights_request.html",
+            entry=entry,
+            now=now,
+            lead_public_id=rights_requests.lead_public_id(entry),
+            done_form=CsrfForm(),
+            problem=problem,
+            **forms,
+        ),
+        status,
+    )
+
+
+def _entry_or_404(request_id: int) -> RightsRequest:
+    entry = rights_requests.get_request(request_id)
+    if entry is None:
+        abort(404)
+    return entry
+
+
+@bp.get("/requests/<int:request_id>")
+@requires("dpo")
+def request_detail(request_id: int):
+    """One request: dates, deadline, what the desk did, and the DPO's actions."""
+    entry = _entry_or_404(request_id)
+    audit.log_event(
+        "view.rights_request", actor=_user(), target=f"rights-request:{entry.id}"
+    )
+    return _request_page(entry)
+
+
+def _register_error_message(error: rights.RegisterError) -> str:
+    """What a refused register change means, in the page's language."""
+    if isinstance(error, rights.AlreadyExtended):
+        return _(
+            "This request has already been extended; it can be extended only once."
+        )
+    if isinstance(error, rights.ExtensionTooLate):
+        return _(
+            "This request is overdue: an extension had to be decided within the "
+            "first month."
+        )
+    if isinstance(error, rights.InvalidReason):
+        return _("Give the reason on one line, in at most %(num)d characters.",
+                 num=rights.REASON_MAX)  # fmt: skip
+    return _("This request is closed: it can no longer change.")
+
+
+@bp.post("/requests/<int:request_id>/<any(extend, refuse):change>")
+@requires("dpo")
+def request_with_reason(request_id: int, change: str):
+    """Extend the deadline once by two months, or refuse; both need a reason."""
+    entry = _entry_or_404(request_id)
+    form = ReasonForm(prefix=change)
+    if not form.validate_on_submit():
+        return _request_page(entry, 400, **{f"{change}_form": form})
+    act = rights.extend_request if change == "extend" else rights.refuse_request
+    try:
+        act(request_id, form.reason.data, actor=_user())
+    except rights.InvalidReason as exc:
+        form.reason.errors.append(_register_error_message(exc))
+        return _request_page(entry, 400, **{f"{change}_form": form})
+    except rights.RegisterError as exc:
+        # Nothing to correct in the form: the request itself no longer allows it.
+        return _request_page(entry, 409, problem=_register_error_message(exc))
+    if change == "extend":
+        flash(
+            _(
+                "Deadline extended by two months. Tell the person, with the reason, "
+                "before the first month ends."
+            ),
+            "info",
+        )
+    else:
+        flash(
+            _(
+                "Request refused. Tell the person why, and that they may complain to "
+                "the CNIL or go to court."
+            ),
+            "info",
+        )
+    return redirect(url_for("staff.request_detail", request_id=request_id), 303)
+
+
+@bp.post("/requests/<int:request_id>/done")
+@requires("dpo")
+def request_done(request_id: int):
+    """Record that the request has been answered."""
+    entry = _entry_or_404(request_id)
+    form = CsrfForm()
+    if not form.validate_on_submit():
+        return _request_page(entry, 400)
+    try:
+        rights.mark_done(request_id, actor=_user())
+    except rights.RegisterError as exc:
+        flash(_register_error_message(exc), "error")
+    else:
+        flash(_("Request marked as answered."), "info")
+    return redirect(url_for("staff.request_detail", request_id=request_id), 303)
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+@requires("dpo")
+def request_new():
+    """Enter a request received by letter or e-mail; its deadline runs from receipt."""
+    form = RightsRequestForm()
+    if form.validate_on_submit():
+        received_at = None
+        if form.received_on.data:
+            # Noon in Paris on the day of receipt: the due date is the same Paris day.
+            received_at = datetime.combine(
+                form.received_on.data, time(12), tzinfo=rights.PARIS
+            ).astimezone(UTC)
+        entry = rights.register_request(
+            kind=form.kind.data,
+            email=form.email.data,
+            language=form.language.data,
+            received_at=received_at,
+            actor=_user(),
+        )
+        flash(_("Request no. %(num)d entered in the register.", num=entry.id), "info")
+        return redirect(url_for("staff.request_detail", request_id=entry.id), 303)
+    status = 400 if form.is_submitted() else 200
+    return render_template("staff/rights_request_new.html", form=form), status
