@@ -28,8 +28,8 @@ class SMTPStub(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SMTPHandler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _SMTPHandler)
         self.received: list[email.message.Message] = []
         self.drop_connections = 0
         self.hang = False
@@ -91,9 +91,9 @@ class _SMTPHandler(socketserver.StreamRequestHandler):
 
 
 @contextmanager
-def running_smtp_stub() -> Iterator[SMTPStub]:
-    """Start a stub in a thread; stop it (and any hung connection) afterwards."""
-    server = SMTPStub()
+def running_smtp_stub(port: int = 0) -> Iterator[SMTPStub]:
+    """Start a stub in a thread (on ``port``, or any free one); stop it afterwards."""
+    server = SMTPStub(port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
