@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from lorchestre import create_app
 from lorchestre.consent import services
 from lorchestre.extensions import db
-from lorchestre.models import BannerText, ConsentRecord, ContactMessage, OutboxMessage
+from lorchestre.models import (
+    BannerText,
+    ConsentRecord,
+    ContactMessage,
+    Lead,
+    OutboxMessage,
+)
 
 from . import infra
 from .conftest import TEST_DATABASE_URL, TEST_SECRET, csrf_from, make_app
@@ -106,6 +112,38 @@ def test_database_full_during_consent(app_factory):
     uncap()
     assert post(client, token, "reject_all", lang="fr").status_code == 303
     assert runner.invoke(args=["consent", "verify"]).exit_code == 0
+
+
+def test_database_full_during_a_contact_message(app_factory):
+    """#28 for the lead insert: 503 with the input kept; no lead, message or mail."""
+    if TEST_DATABASE_URL:
+        pytest.skip(
+            "PRAGMA max_page_count is SQLite's; PostgreSQL disk-full is not simulated"
+        )
+    app = app_factory()
+    client = app.test_client()
+    assert post_contact(client, "fr").status_code == 303
+    uncap = cap_database_size(app)
+    long_text = "Une question sur vos parfums. " * 150  # ~4.5 KB: a page or two each
+    for n in range(200):
+        response = post_contact(
+            client, "fr", email=f"plein{n}@example.fr", message=long_text
+        )
+        if response.status_code != 303:
+            break
+    else:
+        pytest.fail("the capped database never filled up")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert f'value="plein{n}@example.fr"' in response.text  # the input is kept
+    with app.app_context():
+        leads = db.session.scalar(sa.select(sa.func.count(Lead.id)))
+        messages = db.session.scalar(sa.select(sa.func.count(ContactMessage.id)))
+        mails = db.session.scalar(sa.select(sa.func.count(OutboxMessage.id)))
+    # Each stored message is whole (its lead and both mails), the refused one absent.
+    assert leads == messages == 1 + n and mails == 2 * messages
+    uncap()
+    assert post_contact(client, "fr", email="plein@example.fr").status_code == 303
 
 
 # --- PostgreSQL restarted: every server connection killed under the app ----------
