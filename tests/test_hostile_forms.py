@@ -2,15 +2,28 @@
 
 Bad-inputs #11: a homoglyph of a known address is another address, and never reaches
 that person's data through the rights desk; an NFD spelling is the same address.
+#12: formula-looking values stay exactly as typed in the JSON access report (the CSV
+exports prefix them: tests/test_staff_leads.py, tests/test_staff_stats.py).
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from lorchestre.rights.services import NO_DATA
 
-from .test_rights import CAMILLE, ask, entries, link_mails, seed
+from .test_rights import (
+    CAMILLE,
+    ask,
+    confirm,
+    download,
+    entries,
+    link_mails,
+    request_link,
+    seed,
+)
 
 JOSE = CAMILLE | {"name": "José García", "email": "josé@exemple.fr"}
 
@@ -49,3 +62,20 @@ def test_an_nfd_spelling_is_the_same_person(app, client):
     assert ask(client, email="jose\u0301@exemple.fr", kind="access").status_code == 303
     mails = link_mails(app)
     assert [mail.to_address for mail in mails] == ["josé@exemple.fr"]
+
+
+FORMULAS = {
+    "name": '=HYPERLINK("http://evil.example","x")',
+    "company": "+cmd|' /C calc'!A0",
+    "message": "@SUM(1+1)*cmd|' /C calc'!A0 and -2+3",
+}
+
+
+def test_formulas_come_back_unchanged_in_the_json_access_report(app, client):
+    """#12: the JSON download is data, not a spreadsheet: nothing prefixed or altered."""
+    seed(client, CAMILLE | FORMULAS)
+    page = confirm(client, request_link(app, client, "access"))
+    report = json.loads(download(client, page).data)
+    assert report["contact_details"]["name"] == FORMULAS["name"]
+    assert report["contact_details"]["company"] == FORMULAS["company"]
+    assert FORMULAS["message"] in json.dumps(report, ensure_ascii=False)
