@@ -2,8 +2,8 @@
 
 Concurrent visitors post consents, contact messages and rights requests to both
 hosts while one host is SIGKILLed and restarted and every PostgreSQL connection is
-cut; then `flask outbox send` runs from both hosts at once against a local SMTP
-server. Afterwards every acknowledged consent must be in the ledger, the chain must
+cut, and the outbox runs once; then `flask outbox send` runs from both hosts at
+once against a local SMTP server. Afterwards every acknowledged consent must be in the ledger, the chain must
 verify with no gap or fork, every acknowledged message must be stored once with its
 two mails each delivered exactly once, and the consent and contact rate limits must
 each have been one limit shared by both hosts. Bounded: about 12 s of traffic.
