@@ -77,20 +77,78 @@ def _parse_day(value: str | None) -> datetime | None:
 
 
 @consent.command("verify")
-def consent_verify() -> None:
+@click.option(
+    "--anchor",
+    "anchor_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File of anchors from `consent anchor`: also catches a truncated tail "
+    "(repeatable).",
+)
+def consent_verify(anchor_files: tuple[Path, ...] = ()) -> None:
     """Recompute every hash; exit 0 if the ledger is intact, 1 naming the first bad seq."""
+    from .consent.anchor import AnchorFileError, check_anchors, read_anchors
     from .consent.ledger import verify_chain
 
+    try:  # a bad anchor file is reported before the (long) pass over the ledger
+        anchors = read_anchors(anchor_files)
+    except AnchorFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     result = verify_chain()
-    if result.ok:
-        click.echo(f"ok: {result.count} records, head hash {result.head_hash}")
+    if not result.ok:
+        click.echo(
+            f"BROKEN at seq {result.first_bad_seq}: {result.reason} "
+            f"({result.count} records verified before it)",
+            err=True,
+        )
+        sys.exit(1)
+    if anchor_files:
+        checked = check_anchors(anchors)
+        if not checked.ok:
+            first = checked.problems[0]
+            click.echo(f"BROKEN at seq {first.first_bad_seq}: {first.reason}", err=True)
+            for problem in checked.problems[1:]:
+                click.echo(f"  also: {problem.reason}", err=True)
+            sys.exit(1)
+    click.echo(f"ok: {result.count} records, head hash {result.head_hash}")
+    if anchor_files:
+        click.echo(
+            f"anchors: {checked.checked} matched, "
+            f"{checked.purged} purged by retention (not checked)"
+        )
+
+
+@consent.command("anchor")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default="-",
+    show_default=True,
+    help="Anchor file to append to; '-' prints the line (to mail or copy away).",
+)
+def consent_anchor(output: Path) -> None:
+    """Verify the chain, then append its head (seq, hash, times) to an anchor file."""
+    from .consent.anchor import append_anchor, current_head
+    from .consent.ledger import verify_chain
+    from .database import utcnow
+
+    result = verify_chain()
+    if not result.ok:  # anchoring a broken chain would vouch for it
+        click.echo(
+            f"BROKEN at seq {result.first_bad_seq}: {result.reason}; nothing anchored",
+            err=True,
+        )
+        sys.exit(1)
+    anchor = current_head(utcnow())
+    if anchor is None:
+        click.echo("the ledger is empty: nothing to anchor", err=True)
         return
-    click.echo(
-        f"BROKEN at seq {result.first_bad_seq}: {result.reason} "
-        f"({result.count} records verified before it)",
-        err=True,
-    )
-    sys.exit(1)
+    if str(output) == "-":
+        click.echo(anchor.to_line())
+    else:
+        append_anchor(output, anchor)
+        click.echo(f"anchored seq {anchor.seq}, hash {anchor.hash} in {output}")
 
 
 @consent.command("export")

@@ -1,4 +1,4 @@
-"""Fault injection: the database full, unreachable, restarted or locked; Redis down.
+"""Fault injection: the database full, unreachable, restarted or locked; Redis down; SMTP down.
 
 The SQLite "database is locked" case (bad-inputs #27) is
 tests/test_consent.py::test_locked_sqlite_database_gives_503_not_500.
@@ -6,16 +6,27 @@ tests/test_consent.py::test_locked_sqlite_database_gives_503_not_500.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import sqlalchemy as sa
 
 from lorchestre import create_app
 from lorchestre.consent import services
 from lorchestre.extensions import db
-from lorchestre.models import BannerText, ConsentRecord
+from lorchestre.models import (
+    BannerText,
+    ConsentRecord,
+    ContactMessage,
+    Lead,
+    OutboxMessage,
+)
 
 from . import infra
 from .conftest import TEST_DATABASE_URL, TEST_SECRET, csrf_from, make_app
+from .contact_helpers import post_contact
+from .smtp_stub import running_smtp_stub
 
 OPTIONAL_COOKIES = ("lorchestre_analytics", "lorchestre_ads", "lorchestre_prefs")
 
@@ -101,6 +112,38 @@ def test_database_full_during_consent(app_factory):
     uncap()
     assert post(client, token, "reject_all", lang="fr").status_code == 303
     assert runner.invoke(args=["consent", "verify"]).exit_code == 0
+
+
+def test_database_full_during_a_contact_message(app_factory):
+    """#28 for the lead insert: 503 with the input kept; no lead, message or mail."""
+    if TEST_DATABASE_URL:
+        pytest.skip(
+            "PRAGMA max_page_count is SQLite's; PostgreSQL disk-full is not simulated"
+        )
+    app = app_factory()
+    client = app.test_client()
+    assert post_contact(client, "fr").status_code == 303
+    uncap = cap_database_size(app)
+    long_text = "Une question sur vos parfums. " * 150  # ~4.5 KB: a page or two each
+    for n in range(200):
+        response = post_contact(
+            client, "fr", email=f"plein{n}@example.fr", message=long_text
+        )
+        if response.status_code != 303:
+            break
+    else:
+        pytest.fail("the capped database never filled up")
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert f'value="plein{n}@example.fr"' in response.text  # the input is kept
+    with app.app_context():
+        leads = db.session.scalar(sa.select(sa.func.count(Lead.id)))
+        messages = db.session.scalar(sa.select(sa.func.count(ContactMessage.id)))
+        mails = db.session.scalar(sa.select(sa.func.count(OutboxMessage.id)))
+    # Each stored message is whole (its lead and both mails), the refused one absent.
+    assert leads == messages == 1 + n and mails == 2 * messages
+    uncap()
+    assert post_contact(client, "fr", email="plein@example.fr").status_code == 303
 
 
 # --- PostgreSQL restarted: every server connection killed under the app ----------
@@ -274,3 +317,82 @@ def test_redis_down_consent_still_recorded_and_still_limited_per_process(app_fac
     statuses = [post(client, token, "reject_all").status_code for _ in range(5)]
     assert statuses == [303, 303, 303, 429, 429]
     assert ledger_count(app) == 3
+
+
+# --- SMTP down: the visitor is answered, the outbox keeps the mail and retries ------
+
+T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def outbox_by_kind(app) -> dict[str, OutboxMessage]:
+    with app.app_context():
+        rows = db.session.scalars(sa.select(OutboxMessage)).all()
+        db.session.expunge_all()
+    return {row.kind: row for row in rows}
+
+
+@pytest.mark.parametrize("fault", ["refused", "timeout", "dropped_mid_data"])
+def test_smtp_down_loses_no_mail_and_delivers_it_once_when_back(
+    app_factory, time_machine, fault
+):
+    """Real SMTP on 127.0.0.1: nothing listening, a server that never answers, or one
+    that hangs up in the middle of DATA. The contact POST is unaffected (nothing is
+    sent during a request); `outbox send` exits 1 and backs off; once the server is
+    back, each mail is delivered exactly once."""
+    with ExitStack() as stack:
+        if fault == "refused":
+            port, smtp = infra.closed_port(), None
+        else:
+            smtp = stack.enter_context(running_smtp_stub())
+            port = smtp.port
+            smtp.hang = fault == "timeout"
+            smtp.drop_mid_data = fault == "dropped_mid_data"
+        app = app_factory(
+            MAIL_BACKEND="smtp",
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=port,
+            MAIL_USE_TLS=False,
+            MAIL_TIMEOUT=1,  # the stuck server costs each run one second
+        )
+        time_machine.move_to(T0, tick=False)
+        response = post_contact(app.test_client(), "fr")
+        assert response.status_code == 303
+        assert response.headers["Location"].endswith("/fr/contact/thanks")
+        runner = app.test_cli_runner()
+
+        # Three runs while the server is down, each stopping at its first failure.
+        for moment in (T0, T0 + timedelta(seconds=61), T0 + timedelta(seconds=200)):
+            time_machine.move_to(moment, tick=False)
+            result = runner.invoke(args=["outbox", "send"])
+            assert result.exit_code == 1, result.output
+            assert "0 sent, 1 to retry later, 0 given up; 2 waiting" in result.output
+        rows = outbox_by_kind(app)
+        ack, notification = rows["contact_ack"], rows["contact_notification"]
+        assert {row.status for row in rows.values()} == {"pending"}
+        assert {row.claim_token for row in rows.values()} == {None}
+        # Exponential back-off: 60 s after the first failure, 120 s after the second.
+        assert (ack.attempts, ack.next_attempt_at) == (2, T0 + timedelta(seconds=320))
+        assert (notification.attempts, notification.next_attempt_at) == (
+            1,
+            T0 + timedelta(seconds=121),
+        )
+        assert ack.last_error and notification.last_error
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count(ContactMessage.id))) == 1
+        if smtp is not None:
+            assert smtp.received == [] and smtp.connections == 3
+
+        # The server is back.
+        if fault == "refused":
+            smtp = stack.enter_context(running_smtp_stub(port))
+        smtp.hang = smtp.drop_mid_data = False
+        time_machine.move_to(T0 + timedelta(seconds=400), tick=False)
+        result = runner.invoke(args=["outbox", "send"])
+        assert result.exit_code == 0, result.output
+        assert "2 sent, 0 to retry later, 0 given up; 0 waiting" in result.output
+        again = runner.invoke(args=["outbox", "send"])
+        assert "0 sent" in again.output and again.exit_code == 0
+        rows = outbox_by_kind(app)
+        assert {row.status for row in rows.values()} == {"sent"}
+        assert sorted(smtp.message_ids()) == sorted(r.message_id for r in rows.values())
+        assert {r.attempts for r in rows.values()} == {3, 2}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import smtplib
-import socketserver
 import stat
 import threading
 from collections.abc import Iterator
@@ -31,75 +30,15 @@ from lorchestre.outbox import (
 
 from .conftest import make_app
 from .contact_helpers import post_contact
+from .smtp_stub import SMTPStub, running_smtp_stub
 
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
 
-class SMTPStub(socketserver.ThreadingTCPServer):
-    """A tiny SMTP server on 127.0.0.1 that records each message it accepts.
-
-    ``drop_connections`` makes it hang up on that many connections before greeting,
-    the way a restarting mail server does.
-    """
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _SMTPHandler)
-        self.received: list[email.message.Message] = []
-        self.drop_connections = 0
-        self.lock = threading.Lock()
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-
-class _SMTPHandler(socketserver.StreamRequestHandler):
-    def reply(self, line: str) -> None:
-        self.wfile.write(line.encode() + b"\r\n")
-
-    def handle(self) -> None:
-        server: SMTPStub = self.server  # type: ignore[assignment]
-        with server.lock:
-            if server.drop_connections:
-                server.drop_connections -= 1
-                return
-        self.reply("220 stub ESMTP")
-        data: list[bytes] | None = None
-        while line := self.rfile.readline():
-            if data is not None:
-                if line.rstrip(b"\r\n") == b".":
-                    with server.lock:
-                        server.received.append(email.message_from_bytes(b"".join(data)))
-                    data = None
-                    self.reply("250 queued")
-                else:
-                    data.append(line[1:] if line.startswith(b"..") else line)
-                continue
-            verb = line[:4].upper()
-            if verb == b"EHLO":
-                self.wfile.write(b"250-stub\r\n250 8BITMIME\r\n")
-            elif verb == b"DATA":
-                data = []
-                self.reply("354 go ahead")
-            elif verb == b"QUIT":
-                self.reply("221 bye")
-                return
-            else:  # HELO, MAIL, RCPT, RSET, NOOP
-                self.reply("250 ok")
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[SMTPStub]:
-    server = SMTPStub()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with running_smtp_stub() as server:
+        yield server
 
 
 def _drop(app: Flask) -> None:

@@ -144,7 +144,7 @@ def test_systemd_units_are_valid(tmp_path):
     assert not problems, problems
     timers = {u.name for u in (DEPLOY / "systemd").glob("*.timer")}
     assert timers == {"lorchestre-outbox.timer", "lorchestre-retention.timer",
-                      "lorchestre-backup.timer"}  # fmt: skip
+                      "lorchestre-backup.timer", "lorchestre-anchor.timer"}  # fmt: skip
     outbox = (DEPLOY / "systemd" / "lorchestre-outbox.service").read_text()
     retention = (DEPLOY / "systemd" / "lorchestre-retention.service").read_text()
     assert "flask --app lorchestre outbox send" in outbox

@@ -2,15 +2,16 @@
 
 JOURNEYS are run over and over by concurrent visitors while servers die and come
 back; each records what it was told in Outcomes. CHECKS run once everything has
-stopped, against the database. The contact form and the rights desk plug in here:
-add a journey that posts them (recording each acknowledged submission) and a
-check that finds every acknowledged one stored exactly once, with exactly one
-outbox mail each after the outbox has run (see the README of this folder).
+stopped: CHECKS against the ledger, MAIL_CHECKS against the CRM, the rights
+register, the outbox and what the test SMTP server received (see the README of
+this folder).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import secrets
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -23,6 +24,11 @@ from lorchestre.tokens import SALT_CONSENT_COOKIE
 from .cluster import Reply, Visitor, csrf_token
 
 OPTIONAL = ("analytics", "advertising", "personalization")
+# Addresses the CRM knows before the traffic starts (the test posts one contact
+# message for each): contact journeys reuse them, so two hosts update one lead at
+# once, and rights requests for them get a link, up to RIGHTS_ADDRESS_LIMIT a day.
+KNOWN_ADDRESSES = tuple(f"known{n}@example.fr" for n in range(6))
+RIGHTS_KINDS = ("access", "rectify", "erase", "object")
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,38 @@ class ConsentAck:
     at: float  # time.monotonic() when acknowledged
 
 
+@dataclass(frozen=True)
+class ContactAck:
+    """A contact message the site acknowledged (303 to the thanks page)."""
+
+    marker: str  # unique, inside the message text
+    email: str
+    port: int
+
+
+@dataclass(frozen=True)
+class RightsAck:
+    """A rights request the site acknowledged (303 to the "sent" page)."""
+
+    email: str
+    known: bool
+    answer: tuple[int, str, str]  # status, Location, SHA-256 of the body
+    port: int
+
+
 @dataclass
 class Outcomes:
     """Everything the visitors observed, shared by all their threads."""
 
     secret_key: str
     acks: list[ConsentAck] = field(default_factory=list)
+    contact_acks: list[ContactAck] = field(default_factory=list)
+    rights_acks: list[RightsAck] = field(default_factory=list)
+    # Contact markers and rights addresses whose POST was cut mid-flight or got a
+    # 503: stored or not, nobody knows; they may be in the database, or not.
+    contact_unknown: set[str] = field(default_factory=set)
+    rights_unknown: Counter = field(default_factory=Counter)
+    form_statuses: Counter = field(default_factory=Counter)  # (form, status)
     statuses: Counter = field(default_factory=Counter)
     lost: int = 0  # sent, then no answer (server killed mid-request): outcome unknown
     failovers: int = 0  # connection refused, so sent to the other host instead
@@ -144,8 +176,97 @@ def consent_journey(visitor: Visitor, ports: list[int], rnd: random.Random,
             outcomes.problem(f"POST /consent answered {reply.status} on port {port}")
 
 
+def contact_form(email: str, marker: str, token: str, rnd: random.Random) -> dict:
+    """A well-formed contact submission carrying a unique marker."""
+    form = {
+        "csrf_token": token,
+        "name": "Camille Fiabilité",
+        "email": email,
+        "message": f"Bonjour, une question sur vos parfums. marker:{marker}",
+        "website": "",  # the honeypot, left empty as a person does
+    }
+    if rnd.random() < 0.3:
+        form["marketing"] = "y"
+    if rnd.random() < 0.5:
+        form["phone"] = "+33 1 23 45 67 89"
+    return form
+
+
+def contact_journey(visitor: Visitor, ports: list[int], rnd: random.Random,
+                    outcomes: Outcomes) -> None:  # fmt: skip
+    """Open the contact form and send a message or two, on whichever host answers."""
+    lang = rnd.choice(["fr", "en"])
+    token = csrf_token(send(visitor, ports, rnd, outcomes, "GET", f"/{lang}/contact"))
+    if rnd.random() < 0.4:
+        email = rnd.choice(KNOWN_ADDRESSES)
+    else:
+        email = f"c-{secrets.token_hex(6)}@example.fr"
+    for _ in range(rnd.randint(1, 2)):  # under CONTACT_RATE_LIMIT (5 a minute)
+        marker = secrets.token_hex(8)
+        form = contact_form(email, marker, token, rnd)
+        try:
+            reply = send(
+                visitor, ports, rnd, outcomes, "POST", f"/{lang}/contact", form
+            )
+        except OSError:
+            with outcomes.lock:
+                outcomes.contact_unknown.add(marker)
+            continue
+        with outcomes.lock:
+            outcomes.form_statuses["contact", reply.status] += 1
+        location = reply.header("Location") or ""
+        if reply.status == 303 and location.endswith(f"/{lang}/contact/thanks"):
+            with outcomes.lock:
+                outcomes.contact_acks.append(ContactAck(marker, email, reply.port))
+        elif reply.status == 503:
+            with outcomes.lock:
+                outcomes.contact_unknown.add(marker)
+            if not reply.header("Retry-After"):
+                outcomes.problem("a contact 503 without Retry-After")
+        else:
+            outcomes.problem(
+                f"POST /{lang}/contact answered {reply.status} {location!r}"
+            )
+
+
+def rights_journey(visitor: Visitor, ports: list[int], rnd: random.Random,
+                   outcomes: Outcomes) -> None:  # fmt: skip
+    """Ask the rights desk about a known or an unknown address."""
+    lang = rnd.choice(["fr", "en"])
+    token = csrf_token(send(visitor, ports, rnd, outcomes, "GET", f"/{lang}/my-data"))
+    known = rnd.random() < 0.5
+    email = (
+        rnd.choice(KNOWN_ADDRESSES) if known else f"r-{secrets.token_hex(6)}@example.fr"
+    )
+    form = {"csrf_token": token, "email": email, "kind": rnd.choice(RIGHTS_KINDS)}
+    try:
+        reply = send(visitor, ports, rnd, outcomes, "POST", f"/{lang}/my-data", form)
+    except OSError:
+        with outcomes.lock:
+            outcomes.rights_unknown[email] += 1
+        return
+    with outcomes.lock:
+        outcomes.form_statuses["rights", reply.status] += 1
+    if reply.status == 303:
+        answer = (
+            reply.status,
+            reply.header("Location") or "",
+            hashlib.sha256(reply.body).hexdigest(),
+        )
+        with outcomes.lock:
+            outcomes.rights_acks.append(RightsAck(email, known, answer, reply.port))
+    elif reply.status == 503:
+        with outcomes.lock:
+            outcomes.rights_unknown[email] += 1
+    else:
+        outcomes.problem(f"POST /{lang}/my-data answered {reply.status}")
+
+
 JOURNEYS: list[Callable[[Visitor, list[int], random.Random, Outcomes], None]] = [
     consent_journey,
+    consent_journey,  # consents stay the bulk of the traffic, as on the real site
+    contact_journey,
+    rights_journey,
 ]
 
 
@@ -178,4 +299,104 @@ def check_every_ack_is_in_the_ledger(rows: list[dict], outcomes: Outcomes) -> No
 
 CHECKS: list[Callable[[list[dict], Outcomes], None]] = [
     check_every_ack_is_in_the_ledger,
+]
+
+
+@dataclass
+class MailState:
+    """The CRM, the rights register and the mail, read after everything stopped."""
+
+    leads: list[dict]  # id, email_key
+    messages: list[dict]  # lead_id, body
+    outbox: list[dict]  # lead_id, kind, to_address, message_id, status
+    rights: list[dict]  # address_hash, lead_id, link_sent_at, status
+    delivered: list[tuple[str, str]]  # (Message-ID, To) of each mail the SMTP got
+    address_hash: Callable[[str], str]  # the app's keyed hash of an address key
+    address_limit: int  # RIGHTS_ADDRESS_LIMIT
+
+
+def marker_of(body: str) -> str | None:
+    """The marker a contact journey put in its message, if any."""
+    _, found, rest = body.partition("marker:")
+    return rest.split()[0] if found else None
+
+
+def check_every_contact_stored_once(state: MailState, outcomes: Outcomes) -> None:
+    """Each acknowledged message is stored exactly once, under its own address's lead."""
+    by_marker: dict[str, list[dict]] = defaultdict(list)
+    for message in state.messages:
+        marker = marker_of(message["body"])
+        if marker:
+            by_marker[marker].append(message)
+    duplicated = [m for m, rows in by_marker.items() if len(rows) > 1]
+    assert not duplicated, f"contact messages stored twice: {duplicated[:5]}"
+    email_key = {lead["id"]: lead["email_key"] for lead in state.leads}
+    for ack in outcomes.contact_acks:
+        rows = by_marker.get(ack.marker)
+        assert rows, f"acknowledged but not stored: {ack}"
+        assert email_key[rows[0]["lead_id"]] == ack.email.lower(), (ack, rows[0])
+    told = {ack.marker for ack in outcomes.contact_acks}
+    phantom = set(by_marker) - told - outcomes.contact_unknown
+    assert not phantom, f"stored messages nobody sent: {sorted(phantom)[:5]}"
+    keys = [lead["email_key"] for lead in state.leads]
+    assert len(keys) == len(set(keys)), "two leads for one address"
+    with_messages = {message["lead_id"] for message in state.messages}
+    assert with_messages == set(email_key), "a lead without a message, or the reverse"
+
+
+def check_rights_requests(state: MailState, outcomes: Outcomes) -> None:
+    """Registered once each; links only to known addresses, within the daily limit."""
+    answers: dict[str, set] = defaultdict(set)  # per language (Location)
+    for ack in outcomes.rights_acks:
+        answers[ack.answer[1]].add(ack.answer)
+    assert all(len(seen) == 1 for seen in answers.values()), (
+        f"the answers told addresses apart: {dict(answers)}"
+    )
+    rows_by_hash: dict[str, list[dict]] = defaultdict(list)
+    for row in state.rights:
+        rows_by_hash[row["address_hash"]].append(row)
+    acks_by_email = Counter(ack.email for ack in outcomes.rights_acks)
+    known_leads = {
+        lead["email_key"]: lead["id"]
+        for lead in state.leads
+        if lead["email_key"] in KNOWN_ADDRESSES
+    }
+    links = Counter(
+        row["lead_id"] for row in state.outbox if row["kind"] == "rights_link"
+    )
+    emails = set(acks_by_email) | set(outcomes.rights_unknown)
+    for email in emails:
+        rows = rows_by_hash.get(state.address_hash(email.lower()), [])
+        told, unknown = acks_by_email[email], outcomes.rights_unknown[email]
+        assert told <= len(rows) <= told + unknown, (email, told, unknown, len(rows))
+        linked = [row for row in rows if row["link_sent_at"] is not None]
+        if email in known_leads:
+            assert len(linked) == min(len(rows), state.address_limit), (email, rows)
+            assert links[known_leads[email]] == len(linked), (email, links)
+        else:
+            assert not linked, f"a link for an address we do not hold: {email}"
+    assert sum(links.values()) == sum(
+        1 for row in state.rights if row["link_sent_at"] is not None
+    )
+
+
+def check_every_mail_delivered_once(state: MailState, outcomes: Outcomes) -> None:
+    """Two mails per stored message, a link per link sent, each delivered exactly once."""
+    per_lead = Counter(message["lead_id"] for message in state.messages)
+    for kind in ("contact_ack", "contact_notification"):
+        queued = Counter(row["lead_id"] for row in state.outbox if row["kind"] == kind)
+        assert queued == per_lead, f"{kind}: queued {queued} for messages {per_lead}"
+    stuck = [row for row in state.outbox if row["status"] != "sent"]
+    assert not stuck, f"{len(stuck)} mails not delivered: {stuck[:3]}"
+    delivered = Counter(message_id for message_id, _to in state.delivered)
+    twice = [message_id for message_id, n in delivered.items() if n > 1]
+    assert not twice, f"delivered more than once: {twice[:5]}"
+    expected = {(row["message_id"], row["to_address"]) for row in state.outbox}
+    assert set(state.delivered) == expected, "mail lost, or sent that was not queued"
+
+
+MAIL_CHECKS: list[Callable[[MailState, Outcomes], None]] = [
+    check_every_contact_stored_once,
+    check_rights_requests,
+    check_every_mail_delivered_once,
 ]
