@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import secrets
-import subprocess
-import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 
 from lorchestre import create_app
 from lorchestre.staff.exports import parse_trailer
-from tests.reliability.cluster import ROOT, AppServer, Visitor
+from tests.reliability.cluster import AppServer, Visitor, flask, production_env
 from tests.staff_support import (
     FAST_ARGON2,
     PASSWORD,
@@ -29,25 +25,8 @@ DPO = "dpo@lorchestreparfum.com"
 
 def test_ledger_export_and_audit_bundle_download_whole_under_gunicorn(tmp_path):
     url = f"sqlite:///{tmp_path / 'production.db'}"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("LORCHESTRE_", "GUNICORN_"))
-    } | {
-        "LORCHESTRE_ENV_NAME": "production",
-        "LORCHESTRE_SECRET_KEY": secrets.token_urlsafe(48),
-        "LORCHESTRE_SQLALCHEMY_DATABASE_URI": url,
-        "LORCHESTRE_PROXY_COUNT": "1",
-        "LORCHESTRE_TRUSTED_HOSTS": json.dumps(["www.example.test"]),
-        "LORCHESTRE_STAFF_ARGON2_PARAMS": json.dumps(FAST_ARGON2),
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_THREADS": "4",
-        "GUNICORN_LOGLEVEL": "warning",
-    }
-    migrated = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "lorchestre", "db", "upgrade"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    env = production_env(url, LORCHESTRE_STAFF_ARGON2_PARAMS=json.dumps(FAST_ARGON2))
+    migrated = flask("db", "upgrade", env=env)
     assert migrated.returncode == 0, migrated.stderr[-2000:]
     app = create_app(
         {"SQLALCHEMY_DATABASE_URI": url, "STAFF_ARGON2_PARAMS": FAST_ARGON2}

@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +26,36 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = "www.example.test"
 ORIGIN = f"https://{HOST}"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def production_env(database_url: str, **settings: str) -> dict[str, str]:
+    """A production host's environment behind one nginx: this process's, without any
+    LORCHESTRE_ or GUNICORN_ variable of ours, plus ``settings`` (full names)."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LORCHESTRE_", "GUNICORN_"))
+    }
+    return inherited | {
+        "LORCHESTRE_ENV_NAME": "production",
+        "LORCHESTRE_SECRET_KEY": secrets.token_urlsafe(48),
+        "LORCHESTRE_SQLALCHEMY_DATABASE_URI": database_url,
+        "LORCHESTRE_PROXY_COUNT": "1",
+        "LORCHESTRE_TRUSTED_HOSTS": json.dumps([HOST]),
+        "LORCHESTRE_BASE_URL": ORIGIN,
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": "4",
+        "GUNICORN_LOGLEVEL": "warning",
+        **settings,
+    }
+
+
+def flask(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a `flask --app lorchestre` command as the operator would, in ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "lorchestre", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ each have been one limit shared by both hosts. Bounded: about 12 s of traffic.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import secrets
@@ -30,7 +29,7 @@ from lorchestre.rights.services import address_hash
 from .. import infra
 from ..smtp_stub import running_smtp_stub
 from ..test_ledger import independent_verify
-from .cluster import ROOT, AppServer, Visitor
+from .cluster import ROOT, AppServer, Visitor, flask, production_env
 from .journeys import (
     CHECKS,
     JOURNEYS,
@@ -52,48 +51,29 @@ RIGHTS_ADDRESS_LIMIT = 3  # RIGHTS_ADDRESS_LIMIT's default
 OUTBOX_SUMMARY = re.compile(r"(\d+) sent, (\d+) to retry later, (\d+) given up")
 
 
-def flask(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "lorchestre", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Database and Redis keys of our own; two servers; all removed afterwards."""
     redis = infra.redis_client()
     redis_prefix = f"{infra.REDIS_PREFIX}reliability"
     with running_smtp_stub() as smtp, infra.postgres_database("reliability") as url:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("LORCHESTRE_", "GUNICORN_"))
-        } | {
-            "LORCHESTRE_ENV_NAME": "production",
-            "LORCHESTRE_SECRET_KEY": secrets.token_urlsafe(48),
-            "LORCHESTRE_SQLALCHEMY_DATABASE_URI": url,
-            "LORCHESTRE_RATELIMIT_STORAGE_URI": infra.REDIS_URL,
-            "LORCHESTRE_RATELIMIT_STORAGE_OPTIONS": json.dumps(
+        env = production_env(
+            url,
+            LORCHESTRE_RATELIMIT_STORAGE_URI=infra.REDIS_URL,
+            LORCHESTRE_RATELIMIT_STORAGE_OPTIONS=json.dumps(
                 {
                     "key_prefix": redis_prefix,
                     "socket_connect_timeout": 0.5,
                     "socket_timeout": 0.5,
                 }  # fmt: skip
             ),
-            "LORCHESTRE_PROXY_COUNT": "1",
-            "LORCHESTRE_TRUSTED_HOSTS": json.dumps(["www.example.test"]),
-            "LORCHESTRE_BASE_URL": "https://www.example.test",
             # The outbox runners deliver to the test SMTP server; the app servers
             # only queue (nothing is sent during a request).
-            "LORCHESTRE_MAIL_SERVER": "127.0.0.1",
-            "LORCHESTRE_MAIL_PORT": str(smtp.port),
-            "LORCHESTRE_MAIL_USE_TLS": "false",
-            "LORCHESTRE_MAIL_TIMEOUT": "10",
-            "GUNICORN_WORKERS": "2",
-            "GUNICORN_THREADS": "4",
-            "GUNICORN_LOGLEVEL": "warning",
-        }
+            LORCHESTRE_MAIL_SERVER="127.0.0.1",
+            LORCHESTRE_MAIL_PORT=str(smtp.port),
+            LORCHESTRE_MAIL_USE_TLS="false",
+            LORCHESTRE_MAIL_TIMEOUT="10",
+        )
         migrated = flask("db", "upgrade", env=env)  # migrations at deploy
         assert migrated.returncode == 0, migrated.stderr[-2000:]
         logs = tmp_path_factory.mktemp("gunicorn")
