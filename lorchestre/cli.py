@@ -289,6 +289,7 @@ def _staff_call(action, *args, **kwargs):
     """Run an account service; print its refusal in English and exit 1."""
     from flask_babel import force_locale
 
+    from .database import DatabaseUnavailable
     from .staff.services import AccountError
 
     with force_locale("en"):
@@ -296,6 +297,15 @@ def _staff_call(action, *args, **kwargs):
             return action(*args, **kwargs)
         except AccountError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except DatabaseUnavailable as exc:
+            # Most often a database not created yet: say what to do, not a traceback.
+            click.echo(
+                f"error: the database cannot be written ({str(exc).splitlines()[0]}); "
+                "create or migrate it first with `flask --app lorchestre db upgrade` "
+                "(./scripts/serve.sh does it)",
+                err=True,
+            )
             sys.exit(1)
 
 

@@ -183,7 +183,11 @@ def test_audit_bundle_verifies_without_our_code(app, runner, client, tmp_path):
     with zipfile.ZipFile(target) as bundle:
         names = set(bundle.namelist())
         assert {"ledger.jsonl", "banner_texts.json", "policy_versions.json", "declarations.toml",
-                "retention.json", "manifest.json", "README.txt"} <= names  # fmt: skip
+                "retention.json", "manifest.json", "README.txt",
+                "processing_register.fr.md", "processing_register.en.md",
+                "processing_register.fr.json", "processing_register.en.json"} <= names  # fmt: skip
+        register = json.loads(bundle.read("processing_register.fr.json"))
+        assert register["locale"] == "fr" and register["activities"]
         manifest = json.loads(bundle.read("manifest.json"))
         for name, digest in manifest["files"].items():
             assert hashlib.sha256(bundle.read(name)).hexdigest() == digest, name

@@ -143,6 +143,17 @@ def test_cli_refusals_exit_non_zero_with_a_reason(app, args, stdin, message) -> 
     assert message in result.output
 
 
+def test_cli_on_a_database_not_created_yet_says_what_to_do(app_factory, tmp_path):
+    app = app_factory(SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'new.db'}")
+    with app.app_context():
+        db.drop_all()  # as before the first `flask db upgrade`
+    result = cli(app, "create", "x@lorchestreparfum.com", "--role", "dpo",
+                 "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    assert result.exit_code == 1
+    assert "flask --app lorchestre db upgrade" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_cli_refuses_a_second_account_with_the_same_address(app: Flask) -> None:
     create_staff(app, "dup@lorchestreparfum.com", "marketing")
     result = cli(app, "create", "DUP@lorchestreparfum.com", "--role", "dpo",

@@ -13,6 +13,7 @@ from typing import TextIO
 import sqlalchemy as sa
 from flask import current_app
 
+from ..config import LANGUAGES
 from ..database import utcnow
 from ..extensions import db
 from ..models import BannerText
@@ -75,6 +76,8 @@ Files
 - policy_versions.json: the published policy versions and dates.
 - declarations.toml: the categories, services and cookies the banner described.
 - retention.json: the retention settings in force.
+- processing_register.fr.md / .en.md / .fr.json / .en.json: the GDPR art. 30 register
+  of processing activities, generated from the declarations and retention settings.
 - screenshots/<policy version>/: dated screenshots of the banner, desktop and phone,
   when they were taken (a proof method suggested by the CNIL).
 - manifest.json: SHA-256 of each file, row count, first/last seq, head hash, result of
@@ -102,6 +105,7 @@ the SHA-256 of a text in banner_texts.json, and that the file hashes match manif
 def write_audit_bundle(path: Path) -> dict:
     """Write the zip with ledger, wordings, declarations and a manifest; return the manifest."""
     from ..policy import retention_settings
+    from ..staff.register import build_register, register_json, register_markdown
 
     verification = verify_chain()
     start_seq, start_hash = chain_start()
@@ -144,6 +148,14 @@ def write_audit_bundle(path: Path) -> dict:
             "retention.json": _json_bytes(retention_settings()),
             "README.txt": BUNDLE_README.encode("utf-8"),
         }
+        for locale in LANGUAGES:
+            register = build_register(locale)
+            extra[f"processing_register.{locale}.md"] = register_markdown(
+                register
+            ).encode("utf-8")
+            extra[f"processing_register.{locale}.json"] = _json_bytes(
+                register_json(register)
+            )
         for screenshot in sorted(
             Path(current_app.config["BANNER_SCREENSHOTS_DIR"]).glob("*/*.png")
         ):
