@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime
 
 import pytest
+from flask_babel import force_locale
 
 
 @pytest.mark.parametrize(
@@ -53,3 +55,21 @@ def test_french_pages_are_french(client):
     assert "Politique de confidentialité" in client.get("/fr/privacy").text
     assert "Privacy policy" in client.get("/en/privacy").text
     assert "Gérer mes cookies" in client.get("/fr/").text
+
+
+@pytest.mark.parametrize(
+    ("lang", "day", "expected"),
+    [
+        ("fr", date(2026, 12, 1), "1er décembre 2026"),
+        ("fr", date(2026, 12, 11), "11 décembre 2026"),
+        ("fr", date(2026, 12, 21), "21 décembre 2026"),
+        ("en", date(2026, 12, 1), "December 1, 2026"),
+    ],
+)
+def test_the_first_of_the_month_is_written_1er_in_french(app, lang, day, expected):
+    from lorchestre.templating import local_date, local_datetime
+
+    with app.test_request_context(f"/{lang}/"), force_locale(lang):
+        assert local_date(day, "long") == expected
+        moment = datetime(day.year, day.month, day.day, 9, 1, tzinfo=UTC)
+        assert local_datetime(moment, "long").startswith(expected.split(" 2026")[0])

@@ -22,7 +22,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from flask_babel import format_date, format_percent, get_locale
+from flask_babel import format_percent, get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -36,7 +36,7 @@ from ..i18n import current_language
 from ..models import RightsRequest
 from ..policy import PROSPECT_RETENTION_YEARS
 from ..rights import services as rights
-from ..templating import current_path
+from ..templating import current_path, local_date
 from . import audit, charts, leads, rights_requests, services
 from .exports import audit_bundle_file, csv_lines, ledger_export, ledger_head
 from .forms import (
@@ -335,7 +335,7 @@ def dashboard():
         categories=categories,
         locales=LOCALES,
         range_args={"from": start.isoformat(), "to": end.isoformat()},
-        day_labels={d.day: format_date(d.day) for d in stats.days},
+        day_labels={d.day: local_date(d.day) for d in stats.days},
         # One bar per series in each group, for the two rate charts.
         category_groups=[
             (c.label(lang), {"all": stats.overall.opt_in[c.key]}) for c in categories
