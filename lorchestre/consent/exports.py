@@ -7,6 +7,7 @@ import hashlib
 import json
 import zipfile
 from datetime import datetime
+from json.encoder import encode_basestring as _json_str
 from pathlib import Path
 from typing import TextIO
 
@@ -32,9 +33,50 @@ CSV_COLUMNS[CSV_COLUMNS.index("action") + 1 : CSV_COLUMNS.index("action") + 1] =
 )
 
 
+_STRINGS = (
+    "consent_id", "recorded_at", "action", "policy_version", "banner_sha256",
+    "locale", "channel", "prev_hash", "hash",
+)  # fmt: skip
+_CHOICES = ("necessary", "analytics", "advertising", "personalization")
+
+
 def jsonl_line(record: dict) -> str:
     """One record as a JSONL line, exactly the spec's fields."""
+    fast = _fast_jsonl(record)
+    if fast is not None:
+        return fast
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _fast_jsonl(r: dict) -> str | None:
+    """jsonl_line() for a record of exactly the shape iter_records() yields, by hand.
+
+    Byte-identical to json.dumps(ensure_ascii=False, separators=(",", ":")) with the
+    same string escaper, about four times faster; None for any other shape.
+    """
+    c = r.get("choices")
+    if (
+        tuple(r) != RECORD_FIELDS
+        or type(r["seq"]) is not int
+        or type(r["gpc"]) is not bool
+        or type(c) is not dict
+        or tuple(c) != _CHOICES
+        or any(type(v) is not bool for v in c.values())
+    ):
+        return None
+    strings = [r[k] for k in _STRINGS]
+    if any(type(v) is not str for v in strings):
+        return None
+    cid, ra, ac, pv, bs, lo, ch, ph, h = map(_json_str, strings)
+    tf = ("false", "true")
+    return (
+        f'{{"seq":{r["seq"]},"consent_id":{cid},"recorded_at":{ra},"action":{ac},'
+        f'"choices":{{"necessary":{tf[c["necessary"]]},'
+        f'"analytics":{tf[c["analytics"]]},"advertising":{tf[c["advertising"]]},'
+        f'"personalization":{tf[c["personalization"]]}}},"policy_version":{pv},'
+        f'"banner_sha256":{bs},"locale":{lo},"channel":{ch},"gpc":{tf[r["gpc"]]},'
+        f'"prev_hash":{ph},"hash":{h}}}\n'
+    )
 
 
 def csv_row(record: dict) -> list[str]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _json_str
 
 import sqlalchemy as sa
 
@@ -36,7 +37,10 @@ def canonical_json(record: dict) -> str:
 
 def compute_hash(record: dict) -> str:
     """SHA-256 hex of prev_hash + "\\n" + canonical JSON of the record."""
-    payload = record["prev_hash"] + "\n" + canonical_json(record)
+    body = _fast_canonical(record)
+    if body is None:
+        body = canonical_json(record)
+    payload = record["prev_hash"] + "\n" + body
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -73,25 +77,21 @@ def chain_start() -> tuple[int, str]:
     return checkpoint.last_purged_seq, checkpoint.last_purged_hash
 
 
-def append(
+def build_record(
+    last_seq: int,
+    last_hash: str,
     *,
     consent_id: str,
     recorded_at: datetime,
     action: str,
-    choices: dict[str, bool],
+    choices: Mapping[str, bool],
     policy_version: str,
     banner_sha256: str,
     locale: str,
     channel: str,
     gpc: bool,
 ) -> dict:
-    """Append one record; the caller holds the ledger lock inside a write transaction."""
-    head = db.session.execute(
-        sa.select(ConsentRecord.seq, ConsentRecord.hash)
-        .order_by(ConsentRecord.seq.desc())
-        .limit(1)
-    ).first()
-    last_seq, last_hash = head if head is not None else chain_start()
+    """The record that follows (last_seq, last_hash), with its hash (spec §5)."""
     record = {
         "seq": last_seq + 1,
         "consent_id": consent_id,
@@ -106,42 +106,175 @@ def append(
         "prev_hash": last_hash,
     }
     record["hash"] = compute_hash(record)
-    db.session.add(
-        ConsentRecord(
-            seq=record["seq"],
-            consent_id=consent_id,
-            recorded_at=recorded_at,
-            action=action,
-            **{k: record["choices"][k] for k in OPTIONAL_KEYS},
-            policy_version=policy_version,
-            banner_sha256=banner_sha256,
-            locale=locale,
-            channel=channel,
-            gpc=gpc,
-            prev_hash=last_hash,
-            hash=record["hash"],
-        )
-    )
-    db.session.flush()
     return record
+
+
+def record_columns(record: dict, recorded_at: datetime) -> dict:
+    """The consent_record columns that store ``record`` (choices flattened)."""
+    flat = {k: v for k, v in record.items() if k != "choices"}
+    flat.update({k: record["choices"][k] for k in OPTIONAL_KEYS})
+    flat["recorded_at"] = recorded_at
+    return flat
+
+
+def head() -> tuple[int, str]:
+    """The last seq and hash of the chain; the caller holds the ledger lock."""
+    row = db.session.execute(
+        sa.select(ConsentRecord.seq, ConsentRecord.hash)
+        .order_by(ConsentRecord.seq.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else chain_start()
+
+
+def append(
+    *,
+    consent_id: str,
+    recorded_at: datetime,
+    action: str,
+    choices: dict[str, bool],
+    policy_version: str,
+    banner_sha256: str,
+    locale: str,
+    channel: str,
+    gpc: bool,
+) -> dict:
+    """Append one record; the caller holds the ledger lock inside a write transaction."""
+    last_seq, last_hash = head()
+    record = build_record(
+        last_seq,
+        last_hash,
+        consent_id=consent_id,
+        recorded_at=recorded_at,
+        action=action,
+        choices=choices,
+        policy_version=policy_version,
+        banner_sha256=banner_sha256,
+        locale=locale,
+        channel=channel,
+        gpc=gpc,
+    )
+    # Core insert: one statement, no ORM unit of work, same row as the model's.
+    db.session.execute(
+        sa.insert(ConsentRecord.__table__), [record_columns(record, recorded_at)]
+    )
+    return record
+
+
+def _tf(value: object) -> str:
+    return "true" if value else "false"
+
+
+def _fast_canonical(r: dict) -> str | None:
+    """canonical_json() for a record of exactly the spec's shape, built by hand.
+
+    Byte-identical to json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False) (same string escaper); None for anything else, so the
+    caller falls back to json.dumps. Keys in sorted order, written out.
+    """
+    c = r.get("choices")
+    if (
+        type(r.get("seq")) is not int
+        or type(r.get("gpc")) is not bool
+        or type(c) is not dict
+        or len(c) != 4
+        or len(r) - ("hash" in r) != 11
+    ):
+        return None
+    try:
+        if any(type(c[k]) is not bool for k in _SORTED_CHOICES):
+            return None
+        strings = [r[k] for k in _STRING_FIELDS]
+    except KeyError:
+        return None
+    if any(type(v) is not str for v in strings):
+        return None
+    a, b, ch, cid, loc, pv, ph, ra = map(_json_str, strings)
+    return (
+        f'{{"action":{a},"banner_sha256":{b},"channel":{ch},"choices":'
+        f'{{"advertising":{_tf(c["advertising"])},"analytics":{_tf(c["analytics"])},'
+        f'"necessary":{_tf(c["necessary"])},'
+        f'"personalization":{_tf(c["personalization"])}}},'
+        f'"consent_id":{cid},"gpc":{_tf(r["gpc"])},"locale":{loc},'
+        f'"policy_version":{pv},"prev_hash":{ph},"recorded_at":{ra},"seq":{r["seq"]}}}'
+    )
+
+
+_SORTED_CHOICES = ("advertising", "analytics", "necessary", "personalization")
+_STRING_FIELDS = (
+    "action", "banner_sha256", "channel", "consent_id", "locale",
+    "policy_version", "prev_hash", "recorded_at",
+)  # fmt: skip
+
+
+def _sqlite_timestamp(text: str) -> str:
+    """SQLite's stored 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) as the spec's timestamp."""
+    if len(text) == 26 and text[10] == " " and text[19] == ".":
+        return text[:10] + "T" + text[11:] + "Z"
+    moment = datetime.fromisoformat(text)  # anything else: parse it properly
+    return format_timestamp(
+        moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    )
 
 
 def iter_records(
     since: datetime | None = None, until: datetime | None = None, batch: int = 5000
 ) -> Iterator[dict]:
-    """Stream records in seq order, in batches, without loading the table into memory."""
+    """Stream records in seq order, in batches, without loading the table into memory.
+
+    Core, not ORM: plain tuples, and on SQLite the stored timestamp text is turned into
+    the spec's form directly, skipping a datetime round trip per row (the export and
+    verify cost is mostly this loop).
+    """
     table = ConsentRecord.__table__
-    query = sa.select(table).order_by(table.c.seq)
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    stamp = (
+        sa.type_coerce(table.c.recorded_at, sa.String)
+        if sqlite
+        else table.c.recorded_at
+    )
+    columns = [table.c[name] for name in _ROW_COLUMNS]
+    columns[_ROW_COLUMNS.index("recorded_at")] = stamp
+    query = sa.select(*columns).order_by(table.c.seq)
     if since is not None:
         query = query.where(table.c.recorded_at >= since)
     if until is not None:
         query = query.where(table.c.recorded_at < until)
+    to_text = _sqlite_timestamp if sqlite else format_timestamp
     result = db.session.execute(query.execution_options(yield_per=batch))
     try:
-        for row in result:
-            yield row_to_record(row)
+        for (
+            seq, consent_id, recorded_at, action, analytics, advertising,
+            personalization, policy_version, banner, locale, channel, gpc, prev, hash_,
+        ) in result:  # fmt: skip
+            yield {
+                "seq": seq,
+                "consent_id": consent_id,
+                "recorded_at": to_text(recorded_at),
+                "action": action,
+                "choices": {
+                    "necessary": True,
+                    "analytics": bool(analytics),
+                    "advertising": bool(advertising),
+                    "personalization": bool(personalization),
+                },
+                "policy_version": policy_version,
+                "banner_sha256": banner,
+                "locale": locale,
+                "channel": channel,
+                "gpc": bool(gpc),
+                "prev_hash": prev,
+                "hash": hash_,
+            }
     finally:
         result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
+
+
+_ROW_COLUMNS = (
+    "seq", "consent_id", "recorded_at", "action", "analytics", "advertising",
+    "personalization", "policy_version", "banner_sha256", "locale", "channel", "gpc",
+    "prev_hash", "hash",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
