@@ -164,9 +164,16 @@ def banner_sha256(locale: str) -> str:
     return hashlib.sha256(banner_text(locale).encode("utf-8")).hexdigest()
 
 
+def _stored_banner_texts() -> set[str]:
+    """Banner hashes this process has seen committed (texts are never deleted)."""
+    return current_app.extensions.setdefault("lorchestre_banner_stored", set())
+
+
 def _ensure_banner_text(locale: str) -> str:
     """Store this wording once, keyed by its hash; return the hash."""
     digest = banner_sha256(locale)
+    if digest in _stored_banner_texts():
+        return digest  # saves a SELECT inside the ledger lock on every append
     if db.session.get(BannerText, digest) is None:
         db.session.add(
             BannerText(
@@ -205,6 +212,7 @@ def record_choice(
             channel=channel,
             gpc=gpc,
         )
+    _stored_banner_texts().add(digest)  # committed: no need to look again
     return RecordedChoice(consent_id, record["choices"], now, record)
 
 
