@@ -140,25 +140,36 @@ def append(
     gpc: bool,
 ) -> dict:
     """Append one record; the caller holds the ledger lock inside a write transaction."""
+    return append_many(
+        [
+            {
+                "consent_id": consent_id,
+                "recorded_at": recorded_at,
+                "action": action,
+                "choices": choices,
+                "policy_version": policy_version,
+                "banner_sha256": banner_sha256,
+                "locale": locale,
+                "channel": channel,
+                "gpc": gpc,
+            }
+        ]
+    )[0]
+
+
+def append_many(entries: list[dict]) -> list[dict]:
+    """Append records in order (each dict: append()'s arguments), one head read and
+    one INSERT; the caller holds the ledger lock inside a write transaction."""
     last_seq, last_hash = head()
-    record = build_record(
-        last_seq,
-        last_hash,
-        consent_id=consent_id,
-        recorded_at=recorded_at,
-        action=action,
-        choices=choices,
-        policy_version=policy_version,
-        banner_sha256=banner_sha256,
-        locale=locale,
-        channel=channel,
-        gpc=gpc,
-    )
-    # Core insert: one statement, no ORM unit of work, same row as the model's.
-    db.session.execute(
-        sa.insert(ConsentRecord.__table__), [record_columns(record, recorded_at)]
-    )
-    return record
+    records, rows = [], []
+    for entry in entries:
+        record = build_record(last_seq, last_hash, **entry)
+        last_seq, last_hash = record["seq"], record["hash"]
+        records.append(record)
+        rows.append(record_columns(record, entry["recorded_at"]))
+    # Core insert: no ORM unit of work, the same rows as the model's.
+    db.session.execute(sa.insert(ConsentRecord.__table__), rows)
+    return records
 
 
 def _tf(value: object) -> str:
