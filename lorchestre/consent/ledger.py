@@ -228,24 +228,26 @@ def _sqlite_timestamp(text: str) -> str:
     )
 
 
-def iter_records(
+def iter_rows(
     since: datetime | None = None, until: datetime | None = None, batch: int = 5000
-) -> Iterator[dict]:
-    """Stream records in seq order, in batches, without loading the table into memory.
+) -> Iterator[tuple]:
+    """Stream the ledger's rows in seq order as plain tuples, in _ROW_COLUMNS order.
 
-    Core, not ORM: plain tuples, and on SQLite the stored timestamp text is turned into
-    the spec's form directly, skipping a datetime round trip per row (the export and
-    verify cost is mostly this loop).
+    Core, not ORM, and no per-value type processing: ``recorded_at`` comes out as the
+    spec's text (on SQLite straight from the stored text, skipping a datetime round
+    trip), the four flags as bools or 0/1. This loop is most of what export and verify
+    cost, so it is kept this lean; memory stays flat (batches, server-side cursor).
     """
     table = ConsentRecord.__table__
     sqlite = db.session.get_bind().dialect.name == "sqlite"
-    stamp = (
-        sa.type_coerce(table.c.recorded_at, sa.String)
-        if sqlite
-        else table.c.recorded_at
-    )
-    columns = [table.c[name] for name in _ROW_COLUMNS]
-    columns[_ROW_COLUMNS.index("recorded_at")] = stamp
+    columns = []
+    for name in _ROW_COLUMNS:
+        column = table.c[name]
+        if sqlite and name == "recorded_at":
+            column = sa.type_coerce(column, sa.String)
+        elif name in _FLAG_COLUMNS:
+            column = sa.type_coerce(column, sa.Integer)  # 0/1 as stored
+        columns.append(column)
     query = sa.select(*columns).order_by(table.c.seq)
     if since is not None:
         query = query.where(table.c.recorded_at >= since)
@@ -254,31 +256,75 @@ def iter_records(
     to_text = _sqlite_timestamp if sqlite else format_timestamp
     result = db.session.execute(query.execution_options(yield_per=batch))
     try:
-        for (
-            seq, consent_id, recorded_at, action, analytics, advertising,
-            personalization, policy_version, banner, locale, channel, gpc, prev, hash_,
-        ) in result:  # fmt: skip
-            yield {
-                "seq": seq,
-                "consent_id": consent_id,
-                "recorded_at": to_text(recorded_at),
-                "action": action,
-                "choices": {
-                    "necessary": True,
-                    "analytics": bool(analytics),
-                    "advertising": bool(advertising),
-                    "personalization": bool(personalization),
-                },
-                "policy_version": policy_version,
-                "banner_sha256": banner,
-                "locale": locale,
-                "channel": channel,
-                "gpc": bool(gpc),
-                "prev_hash": prev,
-                "hash": hash_,
-            }
+        for partition in result.partitions():
+            for row in partition:
+                yield (row[0], row[1], to_text(row[2]), *row[3:])
     finally:
         result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
+
+
+def row_record(row: tuple) -> dict:
+    """A tuple of iter_rows() as the spec's record dict."""
+    (
+        seq, consent_id, recorded_at, action, analytics, advertising,
+        personalization, policy_version, banner, locale, channel, gpc, prev, hash_,
+    ) = row  # fmt: skip
+    return {
+        "seq": seq,
+        "consent_id": consent_id,
+        "recorded_at": recorded_at,
+        "action": action,
+        "choices": {
+            "necessary": True,
+            "analytics": bool(analytics),
+            "advertising": bool(advertising),
+            "personalization": bool(personalization),
+        },
+        "policy_version": policy_version,
+        "banner_sha256": banner,
+        "locale": locale,
+        "channel": channel,
+        "gpc": bool(gpc),
+        "prev_hash": prev,
+        "hash": hash_,
+    }
+
+
+def iter_records(
+    since: datetime | None = None, until: datetime | None = None, batch: int = 5000
+) -> Iterator[dict]:
+    """Stream records in seq order, in batches, without loading the table into memory."""
+    rows = iter_rows(since, until, batch)
+    try:
+        for row in rows:
+            yield row_record(row)
+    finally:
+        rows.close()
+
+
+_TF = ("false", "true")
+
+
+def row_hash(row: tuple) -> str:
+    """compute_hash() of an iter_rows() tuple, the canonical JSON written out by hand."""
+    (
+        seq, consent_id, recorded_at, action, analytics, advertising,
+        personalization, policy_version, banner, locale, channel, gpc, prev, _,
+    ) = row  # fmt: skip
+    try:
+        body = (
+            f'{{"action":{_json_str(action)},"banner_sha256":{_json_str(banner)},'
+            f'"channel":{_json_str(channel)},"choices":{{"advertising":'
+            f'{_TF[bool(advertising)]},"analytics":{_TF[bool(analytics)]},'
+            f'"necessary":true,"personalization":{_TF[bool(personalization)]}}},'
+            f'"consent_id":{_json_str(consent_id)},"gpc":{_TF[bool(gpc)]},'
+            f'"locale":{_json_str(locale)},"policy_version":{_json_str(policy_version)},'
+            f'"prev_hash":{_json_str(prev)},"recorded_at":{_json_str(recorded_at)},'
+            f'"seq":{int(seq)}}}'
+        )
+    except TypeError:  # a NULL where the spec has a string: let json.dumps say null
+        return compute_hash(row_record(row))
+    return hashlib.sha256((prev + "\n" + body).encode("utf-8")).hexdigest()
 
 
 _ROW_COLUMNS = (
@@ -286,6 +332,7 @@ _ROW_COLUMNS = (
     "personalization", "policy_version", "banner_sha256", "locale", "channel", "gpc",
     "prev_hash", "hash",
 )  # fmt: skip
+_FLAG_COLUMNS = ("analytics", "advertising", "personalization", "gpc")
 
 
 @dataclass(frozen=True)
@@ -303,19 +350,20 @@ def verify_chain() -> Verification:
     """Recompute every hash and check seq continuity and links, in one streamed pass."""
     expected_seq, expected_prev = chain_start()
     count = 0
-    with closing(iter_records()) as records:
-        for record in records:
+    with closing(iter_rows()) as rows:
+        for row in rows:
+            seq, prev, hash_ = row[0], row[12], row[13]
             expected_seq += 1
             problem = None
-            if record["seq"] != expected_seq:
-                problem = f"expected seq {expected_seq}, found {record['seq']} (gap or reorder)"
-            elif record["prev_hash"] != expected_prev:
+            if seq != expected_seq:
+                problem = f"expected seq {expected_seq}, found {seq} (gap or reorder)"
+            elif prev != expected_prev:
                 problem = "prev_hash does not match the previous record's hash"
-            elif compute_hash(record) != record["hash"]:
+            elif row_hash(row) != hash_:
                 problem = "hash does not match the record's content"
             if problem:
                 return Verification(False, count, expected_prev, expected_seq, problem)
-            expected_prev = record["hash"]
+            expected_prev = hash_
             count += 1
     return Verification(True, count, expected_prev)
 
