@@ -108,7 +108,12 @@ def test_row_formatters_match_the_record_formatters(record, as_ints):
     import csv
     import io
 
-    from lorchestre.consent.exports import csv_cells, csv_row, row_jsonl_line
+    from lorchestre.consent.exports import (
+        csv_cells,
+        csv_line,
+        csv_row,
+        row_jsonl_line,
+    )
 
     record = {k: record[k] for k in ledger.RECORD_FIELDS}  # the order records have
     record["choices"] = {
@@ -125,3 +130,5 @@ def test_row_formatters_match_the_record_formatters(record, as_ints):
     csv.writer(a, lineterminator="\n").writerow(csv_cells(row))
     csv.writer(b, lineterminator="\n").writerow(csv_row(record))
     assert a.getvalue() == b.getvalue()
+    line = csv_line(row)
+    assert (line if isinstance(line, str) else a.getvalue()) == a.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import zipfile
 from collections.abc import Iterator
@@ -106,8 +107,13 @@ def write_export(
         if fmt == "csv":
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(CSV_COLUMNS)
-            for batch in _batches(map(csv_cells, rows)):
-                writer.writerows(batch)
+            for batch in _batches(map(csv_line, rows)):
+                for i, line in enumerate(batch):
+                    if type(line) is tuple:  # needs the csv module's quoting
+                        buffer = io.StringIO()
+                        csv.writer(buffer, lineterminator="\n").writerow(line)
+                        batch[i] = buffer.getvalue()
+                out.write("".join(batch))
                 count += len(batch)
         else:
             for batch in _batches(map(row_jsonl_line, rows)):
@@ -138,8 +144,44 @@ def csv_cells(row: tuple) -> tuple:
     )  # fmt: skip
 
 
+def csv_line(row: tuple) -> str | tuple:
+    """An iter_rows() tuple as its CSV line, or its cells if any needs quoting."""
+    tf = _TF
+    try:
+        line = ",".join(
+            (
+                str(row[0]), *row[1:4], "true", tf[bool(row[4])], tf[bool(row[5])],
+                tf[bool(row[6])], *row[7:11], tf[bool(row[11])], *row[12:],
+            )
+        )  # fmt: skip
+    except TypeError:  # a NULL: let the csv module write it
+        return csv_cells(row)
+    if line.count(",") != 14 or '"' in line or "\n" in line or "\r" in line:
+        return csv_cells(row)  # quoting needed: the csv module does it
+    return line + "\n"
+
+
 def row_jsonl_line(row: tuple) -> str:
     """An iter_rows() tuple as its JSONL line: jsonl_line() of its record."""
+    try:
+        seq, cid, ra, ac, an, ad, pe, pv, bs, lo, ch, gpc, ph, h = row
+        probe = cid + ra + ac + pv + bs + lo + ch + ph + h
+    except TypeError:  # a NULL where the spec has a string
+        return jsonl_line(row_record(row))
+    if '"' in probe or "\\" in probe or not probe.isprintable():
+        return _escaped_jsonl_line(row)
+    # Nothing to escape (the usual case: IDs, hex, fixed words): quote as is.
+    tf = _TF
+    return (
+        f'{{"seq":{int(seq)},"consent_id":"{cid}","recorded_at":"{ra}",'
+        f'"action":"{ac}","choices":{{"necessary":true,"analytics":{tf[bool(an)]},'
+        f'"advertising":{tf[bool(ad)]},"personalization":{tf[bool(pe)]}}},'
+        f'"policy_version":"{pv}","banner_sha256":"{bs}","locale":"{lo}",'
+        f'"channel":"{ch}","gpc":{tf[bool(gpc)]},"prev_hash":"{ph}","hash":"{h}"}}\n'
+    )
+
+
+def _escaped_jsonl_line(row: tuple) -> str:
     try:
         cid, ra, ac, pv, bs, lo, ch, ph, h = map(
             _json_str, (*row[1:4], *row[7:11], *row[12:])

@@ -117,13 +117,16 @@ def record_columns(record: dict, recorded_at: datetime) -> dict:
     return flat
 
 
+_TABLE = ConsentRecord.__table__
+_HEAD = sa.select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)
+_INSERT = sa.insert(_TABLE)
+
+
 def head() -> tuple[int, str]:
     """The last seq and hash of the chain; the caller holds the ledger lock."""
-    row = db.session.execute(
-        sa.select(ConsentRecord.seq, ConsentRecord.hash)
-        .order_by(ConsentRecord.seq.desc())
-        .limit(1)
-    ).first()
+    # On the session's connection, not session.execute(): Core statements need none
+    # of the ORM's execution machinery, which cost more than the query itself.
+    row = db.session.connection().execute(_HEAD).first()
     return (row[0], row[1]) if row is not None else chain_start()
 
 
@@ -168,7 +171,7 @@ def append_many(entries: list[dict]) -> list[dict]:
         records.append(record)
         rows.append(record_columns(record, entry["recorded_at"]))
     # Core insert: no ORM unit of work, the same rows as the model's.
-    db.session.execute(sa.insert(ConsentRecord.__table__), rows)
+    db.session.connection().execute(_INSERT, rows)
     return records
 
 
@@ -240,6 +243,9 @@ def iter_rows(
     """
     table = ConsentRecord.__table__
     sqlite = db.session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        yield from _iter_sqlite_rows(since, until, batch)
+        return
     columns = []
     for name in _ROW_COLUMNS:
         column = table.c[name]
@@ -261,6 +267,55 @@ def iter_rows(
                 yield (row[0], row[1], to_text(row[2]), *row[3:])
     finally:
         result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
+
+
+_SQLITE_ROWS = """SELECT seq, consent_id,
+ CASE WHEN length(recorded_at) = 26 AND substr(recorded_at, 11, 1) = ' '
+  THEN substr(recorded_at, 1, 10) || 'T' || substr(recorded_at, 12) || 'Z' END,
+ action, analytics, advertising, personalization, policy_version, banner_sha256,
+ locale, channel, gpc, prev_hash, hash FROM consent_record"""
+
+
+def _iter_sqlite_rows(
+    since: datetime | None, until: datetime | None, batch: int
+) -> Iterator[tuple]:
+    """iter_rows() on SQLite: the driver's own tuples, the timestamp rewritten in SQL.
+
+    SQLAlchemy writes SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff'; SQL turns that
+    into the spec's text, so a row needs no Python work at all. A row stored in any
+    other form (not written by this app) gets NULL there and is converted in Python.
+    """
+    connection = db.session.connection()  # the session's transaction: one snapshot
+    column = ConsentRecord.__table__.c.recorded_at
+    to_param = column.type.bind_processor(connection.dialect)
+    where, params = [], []
+    if since is not None:
+        where.append("recorded_at >= ?")
+        params.append(to_param(since))
+    if until is not None:
+        where.append("recorded_at < ?")
+        params.append(to_param(until))
+    sql = _SQLITE_ROWS + (" WHERE " + " AND ".join(where) if where else "")
+    cursor = connection.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql + " ORDER BY seq", params)
+        while rows := cursor.fetchmany(batch):
+            for row in rows:
+                if row[2] is None:
+                    row = (row[0], row[1], _odd_timestamp(row[0]), *row[3:])
+                yield row
+    finally:
+        cursor.close()
+
+
+def _odd_timestamp(seq: int) -> str | None:
+    table = ConsentRecord.__table__
+    raw = db.session.scalar(
+        sa.select(sa.type_coerce(table.c.recorded_at, sa.String)).where(
+            table.c.seq == seq
+        )
+    )
+    return None if raw is None else _sqlite_timestamp(raw)
 
 
 def row_record(row: tuple) -> dict:
