@@ -488,12 +488,23 @@ def p8_history(bench: Bench, url: str, rows: int, lookups: int) -> None:
             spent.append(time.perf_counter() - began)
             if not records:
                 bench.fail(f"P8: no history for {cid}")
-        unindexed = (
-            sa.select(t).with_hint(t, "NOT INDEXED", "sqlite")
-            .where(t.c.consent_id == ids[0]).order_by(t.c.seq.desc()).limit(100)
-        )  # fmt: skip
+        from benchmarks.staff_stats import not_indexed
+
+        query = (
+            sa.select(t)
+            .where(t.c.consent_id == ids[0])
+            .order_by(t.c.seq.desc())
+            .limit(100)
+        )
+        sql = not_indexed(
+            str(
+                query.compile(
+                    dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}
+                )
+            )
+        )
         began = time.perf_counter()
-        db.session.execute(unindexed).all()
+        db.session.connection().exec_driver_sql(sql).all()
         base = time.perf_counter() - began
         db.session.remove()
     spent.sort()
