@@ -6,7 +6,7 @@ import json
 
 import sqlalchemy as sa
 from flask import Flask
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.ledgerdata import banner_digests, bulk_append, synthetic_choices
@@ -87,6 +87,7 @@ records = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)  # pure functions; a loaded CI box is slow, not wrong
 @given(records)
 def test_hand_built_jsonl_line_is_json_dumps(record):
     expected = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -103,6 +104,7 @@ def _as_row(record: dict) -> tuple:
     )  # fmt: skip
 
 
+@settings(deadline=None)
 @given(records, st.booleans())
 def test_row_formatters_match_the_record_formatters(record, as_ints):
     import csv
