@@ -262,9 +262,8 @@ def iter_rows(
     to_text = _sqlite_timestamp if sqlite else format_timestamp
     result = db.session.execute(query.execution_options(yield_per=batch))
     try:
-        for partition in result.partitions():
-            for row in partition:
-                yield (row[0], row[1], to_text(row[2]), *row[3:])
+        for row in result:
+            yield (row[0], row[1], to_text(row[2]), *row[3:])
     finally:
         result.close()  # releases PostgreSQL's server-side cursor if the caller stops early
 
