@@ -549,7 +549,7 @@ def main() -> int:
     args = parser.parse_args()
     quick = args.quick
     rows = args.rows or (20_000 if quick else 1_000_000)
-    seconds, repeats = (2, 1) if quick else (10, 3)
+    seconds, repeats = (2, 1) if quick else (10, 5)
     WORK.mkdir(parents=True, exist_ok=True)
     bench = Bench(quick)
     began = time.perf_counter()
