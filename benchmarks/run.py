@@ -120,6 +120,7 @@ def ledger_database(rows: int) -> str:
 
 def fresh_sqlite(name: str) -> tuple[str, Path]:
     """An empty app database file (schema from the models)."""
+    WORK.mkdir(parents=True, exist_ok=True)  # also when called from a test
     path = WORK / f"{name}.db"
     for old in WORK.glob(f"{name}.db*"):
         old.unlink()
