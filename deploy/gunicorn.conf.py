@@ -6,6 +6,7 @@ GUNICORN_BIND      addresses to listen on, comma-separated (default 127.0.0.1:80
 GUNICORN_WORKERS   processes (default: CPU count, at least 2)
 GUNICORN_THREADS   threads per process (default 4)
 GUNICORN_TIMEOUT   seconds before a silent worker is killed and replaced (default 30)
+GUNICORN_MAX_REQUESTS  requests before a worker is recycled (default 100000, 0 = never)
 GUNICORN_FORWARDED_ALLOW_IPS  proxies gunicorn itself believes (default 127.0.0.1,::1);
                    the app trusts X-Forwarded-* through ProxyFix and
                    LORCHESTRE_PROXY_COUNT, not through this.
@@ -33,8 +34,11 @@ preload_app = False
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = 30
 keepalive = 5  # nginx keeps upstream connections open (keepalive 16)
-max_requests = 5000  # recycle workers now and then, spread out by the jitter
-max_requests_jitter = 500
+# Recycle workers now and then (a leak cannot grow for ever), spread out by the jitter.
+# Each recycle rebuilds the app and its template cache in the new worker, a pause the
+# p99 shows: at 5,000 a busy worker restarted every few seconds (docs/performance.md).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 100_000)
+max_requests_jitter = max_requests // 10
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"  # heartbeat files off the disk

@@ -22,6 +22,7 @@ from ..policy import CURRENT_POLICY
 from ..tokens import SALT_CONSENT_COOKIE, serializer
 from . import ledger
 from .declarations import OPTIONAL_KEYS, load_categories
+from .groupcommit import group_commit
 
 COOKIE_NAME = "lorchestre_consent"
 COOKIE_MAX_AGE = 182 * 24 * 60 * 60
@@ -164,9 +165,16 @@ def banner_sha256(locale: str) -> str:
     return hashlib.sha256(banner_text(locale).encode("utf-8")).hexdigest()
 
 
+def _stored_banner_texts() -> set[str]:
+    """Banner hashes this process has seen committed (texts are never deleted)."""
+    return current_app.extensions.setdefault("lorchestre_banner_stored", set())
+
+
 def _ensure_banner_text(locale: str) -> str:
     """Store this wording once, keyed by its hash; return the hash."""
     digest = banner_sha256(locale)
+    if digest in _stored_banner_texts():
+        return digest  # saves a SELECT inside the ledger lock on every append
     if db.session.get(BannerText, digest) is None:
         db.session.add(
             BannerText(
@@ -188,24 +196,52 @@ def record_choice(
     gpc: bool,
     consent_id: str | None,
 ) -> RecordedChoice:
-    """Commit one choice to the ledger; raises DatabaseUnavailable if it cannot."""
+    """Commit one choice to the ledger; raises DatabaseUnavailable if it cannot.
+
+    Concurrent choices of this process are committed together (groupcommit.py); this
+    returns only once this choice's own record is committed.
+    """
     consent_id = consent_id or new_consent_id()
     banner_text(locale)  # render (and cache) the wording before taking the lock
-    with write_transaction(lock=ledger.LEDGER_LOCK):
-        digest = _ensure_banner_text(locale)
-        now = utcnow()
-        record = ledger.append(
-            consent_id=consent_id,
-            recorded_at=now,
-            action=action,
-            choices=choices,
-            policy_version=CURRENT_POLICY.version,
-            banner_sha256=digest,
-            locale=locale,
-            channel=channel,
-            gpc=gpc,
-        )
+    work = {
+        "consent_id": consent_id,
+        "action": action,
+        "choices": choices,
+        "locale": locale,
+        "channel": channel,
+        "gpc": gpc,
+    }
+    config = current_app.config
+    timeout_ms = max(
+        int(config["SQLITE_BUSY_TIMEOUT_MS"]), int(config["POSTGRES_LOCK_TIMEOUT_MS"])
+    )
+    record, now = group_commit().submit(work, _write_choices, timeout_ms / 1000)
     return RecordedChoice(consent_id, record["choices"], now, record)
+
+
+def _write_choices(batch: list[dict]) -> list[tuple[dict, datetime]]:
+    """Append each choice, in order, in one write transaction; (record, time) each."""
+    entries, digests = [], set()
+    with write_transaction(lock=ledger.LEDGER_LOCK):
+        for work in batch:
+            digest = _ensure_banner_text(work["locale"])
+            digests.add(digest)
+            entries.append(
+                {
+                    "consent_id": work["consent_id"],
+                    "recorded_at": utcnow(),
+                    "action": work["action"],
+                    "choices": work["choices"],
+                    "policy_version": CURRENT_POLICY.version,
+                    "banner_sha256": digest,
+                    "locale": work["locale"],
+                    "channel": work["channel"],
+                    "gpc": work["gpc"],
+                }
+            )
+        records = ledger.append_many(entries)
+    _stored_banner_texts().update(digests)  # committed: no need to look again
+    return [(r, e["recorded_at"]) for r, e in zip(records, entries, strict=True)]
 
 
 def history(consent_id: str, limit: int = 100) -> list[ConsentRecord]:

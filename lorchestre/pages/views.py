@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, g, render_template
 
 from ..consent.declarations import load_categories
 from ..extensions import db
+from ..pagecache import cached_page
 from ..policy import CURRENT_POLICY
 
 bp = Blueprint("pages", __name__)
@@ -14,12 +15,14 @@ health_bp = Blueprint("health", __name__)
 
 
 @bp.get("/")
+@cached_page
 def home() -> str:
     """Who the house is, and links to everything else."""
     return render_template("pages/home.html")
 
 
 @bp.get("/privacy")
+@cached_page
 def privacy() -> str:
     """The privacy policy in the page's language, with the generated cookie table."""
     return render_template(
@@ -31,6 +34,7 @@ def privacy() -> str:
 
 
 @bp.get("/legal")
+@cached_page
 def legal() -> str:
     """The legal notice (mentions légales)."""
     return render_template(
