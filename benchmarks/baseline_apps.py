@@ -32,14 +32,26 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS ledger (
     prev_hash TEXT UNIQUE, hash TEXT UNIQUE)"""
 
 
+def prepare_insert_database(path: str) -> None:
+    """Create the bare route's table in WAL mode, once, before its server starts.
+
+    Switching the journal mode needs the database to itself: eight threads doing it on
+    their first request raced, and one answered "database is locked" (a 500).
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")  # persistent: stored in the file
+        conn.execute(SCHEMA)
+    finally:
+        conn.close()
+
+
 def _connection() -> sqlite3.Connection:
     conn = getattr(_local, "conn", None)
     if conn is None:
         conn = sqlite3.connect(os.environ["BENCH_SQLITE_PATH"], isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 5000")
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(SCHEMA)
         _local.conn = conn
     return conn
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
+from benchmarks.baseline_apps import prepare_insert_database  # noqa: E402
 from benchmarks.harness import WORK, app_env, gunicorn, http_get, warm, wrk  # noqa: E402
 from benchmarks.ledgerdata import banner_digests, bulk_append, synthetic_choices  # noqa: E402
 from benchmarks.staff_stats import END, START  # noqa: E402
@@ -256,6 +257,7 @@ def p2_p3(bench: Bench, seconds: float, repeats: int) -> None:
     bare_path = WORK / "p3-bare.db"
     for old in WORK.glob("p3-bare.db*"):
         old.unlink()
+    prepare_insert_database(str(bare_path))
     with (
         gunicorn("benchmarks.baseline_apps:hello", app_env(app_url), log) as hello,
         gunicorn("wsgi:app", app_env(app_url), log) as site,
