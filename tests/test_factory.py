@@ -6,7 +6,9 @@ import pytest
 
 from lorchestre import create_app
 from lorchestre.config import DEV_SECRET_KEY
+from lorchestre.extensions import limiter
 from lorchestre.security import InsecureConfiguration
+from tests.conftest import csrf_from
 
 PAGES = [
     "/fr/",
@@ -129,3 +131,26 @@ def test_error_pages_speak_both_languages(client, code, fr, en):
     assert response.status_code == code
     assert response.text.index(en) < response.text.index(fr)  # page language first
     assert '<html lang="en">' in response.text
+
+
+def test_only_routes_with_a_limit_consult_the_rate_limiter(app, client, monkeypatch):
+    calls = []
+    check = limiter._check_request_limit
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("in_middleware", True))
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(limiter, "_check_request_limit", counting)
+    assert client.get("/en/privacy").status_code == 200
+    assert calls == []  # no hook on every request any more
+    page = client.get("/en/contact")
+    client.post("/en/contact", data={"csrf_token": csrf_from(page.data)})
+    assert calls and not any(calls)  # only the route's own decorator, never the hook
+
+
+def test_a_default_limit_keeps_the_check_on_every_route(app_factory):
+    app = app_factory(RATELIMIT_DEFAULT="1 per day")
+    client = app.test_client()
+    assert client.get("/en/legal").status_code == 200
+    assert client.get("/en/legal").status_code == 429
