@@ -4,7 +4,7 @@ Run from the project directory:  gunicorn -c deploy/gunicorn.conf.py wsgi:app
 
 GUNICORN_BIND      addresses to listen on, comma-separated (default 127.0.0.1:8000)
 GUNICORN_WORKERS   processes (default: CPU count, at least 2)
-GUNICORN_THREADS   threads per process (default 4)
+GUNICORN_THREADS   threads per process (default 8)
 GUNICORN_TIMEOUT   seconds before a silent worker is killed and replaced (default 30)
 GUNICORN_MAX_REQUESTS  requests before a worker is recycled (default 100000, 0 = never)
 GUNICORN_FORWARDED_ALLOW_IPS  proxies gunicorn itself believes (default 127.0.0.1,::1);
@@ -25,7 +25,9 @@ def _int(name: str, default: int) -> int:
 bind = [a.strip() for a in os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")]
 worker_class = "gthread"
 workers = _int("GUNICORN_WORKERS", max(2, os.cpu_count() or 1))
-threads = _int("GUNICORN_THREADS", 4)
+# Requests mostly wait on I/O (SQLite's fsync, PostgreSQL): 8 threads a worker keep the
+# cores busy and let group commit gather bigger batches (docs/performance.md, item 9).
+threads = _int("GUNICORN_THREADS", 8)
 # Each worker builds its own app and database pool after the fork: no connection is
 # ever shared between processes.
 preload_app = False
