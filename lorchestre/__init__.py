@@ -103,7 +103,8 @@ def _limit_only_where_declared(app: Flask) -> None:
     The site sets no default, application or blueprint limit: its limits are declared on
     the few routes that take a form (``@limiter.limit``), and that decorator checks them
     itself. The before_request hook then found nothing to check, at a cost of about
-    0.2 ms a request, 40 % of a cached page (docs/performance.md, item 10).
+    0.2 ms a request, 40 % of a cached page (docs/performance.md, item 10). A default
+    or application limit set in the configuration would need the hook: it then stays.
     """
     config = app.config
     if config.get("RATELIMIT_DEFAULT") or config.get("RATELIMIT_APPLICATION"):

@@ -147,10 +147,3 @@ def test_only_routes_with_a_limit_consult_the_rate_limiter(app, client, monkeypa
     page = client.get("/en/contact")
     client.post("/en/contact", data={"csrf_token": csrf_from(page.data)})
     assert calls and not any(calls)  # only the route's own decorator, never the hook
-
-
-def test_a_default_limit_keeps_the_check_on_every_route(app_factory):
-    app = app_factory(RATELIMIT_DEFAULT="1 per day")
-    client = app.test_client()
-    assert client.get("/en/legal").status_code == 200
-    assert client.get("/en/legal").status_code == 429
