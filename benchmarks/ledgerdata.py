@@ -1,9 +1,9 @@
 """A million-row ledger for the benchmarks, chained by the app's own record builder.
 
-``synthetic_choices`` yields the keyword arguments ``ledger.append`` takes; ``bulk_append``
-chains them with ``ledger.build_record`` (the function ``append`` itself uses) and inserts
-them in large batches inside one write transaction, so the result is the chain the
-request path would have produced for the same inputs, only faster to build.
+``synthetic_choices`` yields the entries ``ledger.append_many`` takes; ``bulk_append``
+appends them with it (the function every consent goes through) in large batches inside
+one write transaction, so the result is the chain the request path would have produced
+for the same inputs, only faster to build.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-import sqlalchemy as sa
 from flask import Flask
 
 from lorchestre.consent import ledger
 from lorchestre.consent.declarations import OPTIONAL_KEYS
 from lorchestre.consent.services import ACTIONS, _ensure_banner_text, choices_for
 from lorchestre.database import write_transaction
-from lorchestre.extensions import db
-from lorchestre.models import ConsentRecord
 from lorchestre.policy import CURRENT_POLICY
 
 
@@ -42,7 +39,7 @@ def synthetic_choices(
     banners: dict[str, str],
     seed: int = 7,
 ) -> Iterator[dict]:
-    """``count`` plausible visitors' choices over [start, end), as append() kwargs."""
+    """``count`` plausible visitors' choices over [start, end), as append_many() entries."""
     rng = random.Random(seed)
     step = (end - start) / count
     ids: list[str] = []
@@ -71,21 +68,6 @@ def synthetic_choices(
 
 
 def bulk_append(inputs: Iterable[dict], batch: int = 20_000) -> int:
-    """Append every input to the chain in one transaction; returns how many."""
-    table = ConsentRecord.__table__
-    count = 0
+    """Append every input to the chain in one transaction, in batches; returns how many."""
     with write_transaction(lock=ledger.LEDGER_LOCK):
-        seq, prev = ledger.head()
-        rows = []
-        for kwargs in inputs:
-            record = ledger.build_record(seq, prev, **kwargs)
-            seq, prev = record["seq"], record["hash"]
-            rows.append(ledger.record_columns(record, kwargs["recorded_at"]))
-            if len(rows) == batch:
-                db.session.execute(sa.insert(table), rows)
-                count += len(rows)
-                rows = []
-        if rows:
-            db.session.execute(sa.insert(table), rows)
-            count += len(rows)
-    return count
+        return ledger.append_in_batches(inputs, batch)

@@ -250,6 +250,28 @@ def _errors(run: dict) -> int:
     return run["non_2xx_3xx"] + run["socket_errors"]
 
 
+def _consent_lua(base: str) -> str:
+    """A wrk script POSTing the banner's "accept all" with a first visit's session."""
+    cookie, token = _session_and_token(base)
+    form = f"csrf_token={urllib.parse.quote(token)}&action=accept_all&lang=en&next=%2Fen%2F"
+    return _post_lua(form, {"Cookie": cookie})
+
+
+def _check_appends(bench: Bench, name: str, runs: list[dict], url: str) -> tuple:
+    """Fail on any failed request, fork, broken chain or answered-but-missing record;
+    returns (errors, ok, count, forks) for the table."""
+    ok, count, reason, forks = verify(url)
+    errors = sum(_errors(r) for r in runs)
+    answered = sum(r["requests"] for r in runs)
+    if errors:
+        bench.fail(f"{name}: {errors} failed requests")
+    if not ok or forks:
+        bench.fail(f"{name}: chain does not verify or forked: {reason} forks={forks}")
+    if count < answered:
+        bench.fail(f"{name}: {answered} answered requests but {count} records")
+    return errors, ok, count, forks
+
+
 def p2_p3(bench: Bench, seconds: float, repeats: int) -> None:
     """Pages and consent appends under gunicorn, each against its bare baseline."""
     log = WORK / "gunicorn.log"
@@ -292,23 +314,17 @@ def p2_p3(bench: Bench, seconds: float, repeats: int) -> None:
             runs_hello=hellos,
         )
 
-        cookie, token = _session_and_token(site)
-        form = f"csrf_token={urllib.parse.quote(token)}&action=accept_all&lang=en&next=%2Fen%2F"
-        lua_site = _post_lua(form, {"Cookie": cookie})
+        lua_site = _consent_lua(site)
         lua_bare = _post_lua("action=accept_all", {})
         sites, bares = [], []
         for _ in range(repeats):
             bares.append(wrk(bare + "/insert", seconds, lua=lua_bare))
             sites.append(wrk(site + "/consent", seconds, lua=lua_site))
-    ok, count, reason, forks = verify(app_url)
-    errors = sum(_errors(r) for r in sites + bares)
-    recorded = sum(r["requests"] for r in sites)
-    if errors:
-        bench.fail(f"P3: {errors} failed requests")
-    if not ok or forks:
-        bench.fail(f"P3: chain does not verify or forked: {reason} forks={forks}")
-    if count < recorded:
-        bench.fail(f"P3: {recorded} answered requests but {count} records")
+    bare_errors = sum(_errors(r) for r in bares)
+    if bare_errors:
+        bench.fail(f"P3: {bare_errors} failed requests to the bare baseline")
+    errors, ok, count, forks = _check_appends(bench, "P3", sites, app_url)
+    errors += bare_errors
     rps_s = statistics.median(r["rps"] for r in sites)
     rps_b = statistics.median(r["rps"] for r in bares)
     ratio = rps_s / rps_b
@@ -349,29 +365,18 @@ def p4_postgres(bench: Bench, seconds: float) -> str | None:
             gunicorn("wsgi:app", env, log) as one,
             gunicorn("wsgi:app", env, log) as two,
         ):
-            runs = []
             jobs = []
             for base in (one, two):
                 warm(base + "/en/privacy", 5)
-                cookie, token = _session_and_token(base)
-                form = f"csrf_token={urllib.parse.quote(token)}&action=accept_all&lang=en&next=%2Fen%2F"
-                jobs.append((base + "/consent", _post_lua(form, {"Cookie": cookie})))
+                jobs.append((base + "/consent", _consent_lua(base)))
             with ThreadPoolExecutor(2) as pool:
                 futures = [pool.submit(wrk, u, seconds, 8, 1, lua) for u, lua in jobs]
                 runs = [f.result() for f in futures]
-        ok, count, reason, forks = verify(url)
+        errors, ok, count, forks = _check_appends(bench, "P4", runs, url)
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
-    errors = sum(_errors(r) for r in runs)
-    answered = sum(r["requests"] for r in runs)
-    if errors:
-        bench.fail(f"P4: {errors} failed requests")
-    if not ok or forks:
-        bench.fail(f"P4: chain does not verify or forked: {reason} forks={forks}")
-    if count < answered:
-        bench.fail(f"P4: {answered} answered requests but {count} records")
     rps = sum(r["rps"] for r in runs)
     bench.row(
         "P4",

@@ -7,27 +7,23 @@ import random
 import re
 from datetime import datetime
 
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from lorchestre.consent.declarations import OPTIONAL_KEYS
 from lorchestre.consent.ledger import (
-    GENESIS_HASH,
     LEDGER_LOCK,
-    compute_hash,
-    format_timestamp,
+    append_in_batches,
 )
 from lorchestre.consent.services import ACTIONS, choices_for
 from lorchestre.database import write_transaction
-from lorchestre.extensions import db
-from lorchestre.models import ConsentRecord
 from lorchestre.policy import CURRENT_POLICY
 
 # Argon2id still, at a cost that keeps a test run short; production keeps the defaults.
 FAST_ARGON2 = {"time_cost": 1, "memory_cost": 8192, "parallelism": 1}
 PASSWORD = "correct horse battery staple"
 ROLES = ("marketing", "dpo", "admin")
+EMAILS = {role: f"{role}@lorchestreparfum.com" for role in ROLES}
 CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
@@ -66,6 +62,14 @@ def sign_in(
     )
 
 
+def signed_in(app: Flask, role: str, lang: str = "en") -> FlaskClient:
+    """A new client signed in with the account of ``role`` (created as EMAILS[role])."""
+    client = new_client(app, lang)
+    response = sign_in(client, EMAILS[role])
+    assert response.status_code == 303, response.text
+    return client
+
+
 def seed_ledger(
     count: int,
     start: datetime,
@@ -74,42 +78,28 @@ def seed_ledger(
     seed: int = 7,
     batch: int = 10_000,
 ) -> None:
-    """Append ``count`` records spread over [start, end), hash-chained exactly as the app
-    does, by bulk insert (call inside an app context)."""
+    """Append ``count`` records spread over [start, end), hash-chained by the app's own
+    append path, in batches (call inside an app context)."""
     rng = random.Random(seed)
     step = (end - start) / count
-    table = ConsentRecord.__table__
-    with write_transaction(lock=LEDGER_LOCK):
-        head = db.session.execute(
-            sa.select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
-        ).first()
-        seq, prev = head if head is not None else (0, GENESIS_HASH)
-        rows = []
+
+    def entries():
         for i in range(count):
-            seq += 1
-            recorded_at = start + step * i
             action = rng.choices(ACTIONS, weights=(5, 3, 2, 1))[0]
             choices = choices_for(
                 action, {k: rng.random() < 0.5 for k in OPTIONAL_KEYS}
             )
-            record = {
-                "seq": seq,
+            yield {
                 "consent_id": base64.urlsafe_b64encode(rng.randbytes(24)).decode(),
-                "recorded_at": format_timestamp(recorded_at),
+                "recorded_at": start + step * i,
                 "action": action,
-                "choices": {"necessary": True, **choices},
+                "choices": choices,
                 "policy_version": CURRENT_POLICY.version,
                 "banner_sha256": "ab" * 32,
                 "locale": rng.choice(("fr", "en")),
                 "channel": rng.choice(("form", "js")),
                 "gpc": rng.random() < 0.1,
-                "prev_hash": prev,
             }
-            prev = record["hash"] = compute_hash(record)
-            flat = {k: v for k, v in record.items() if k != "choices"}
-            rows.append(flat | choices | {"recorded_at": recorded_at})
-            if len(rows) == batch:
-                db.session.execute(sa.insert(table), rows)
-                rows = []
-        if rows:
-            db.session.execute(sa.insert(table), rows)
+
+    with write_transaction(lock=LEDGER_LOCK):
+        append_in_batches(entries(), batch)

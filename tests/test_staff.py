@@ -22,6 +22,7 @@ from lorchestre.rights.services import register_request
 from lorchestre.staff.exports import parse_trailer
 from lorchestre.staff.register import build_register
 from tests.staff_support import (
+    EMAILS,
     FAST_ARGON2,
     PASSWORD,
     ROLES,
@@ -30,9 +31,8 @@ from tests.staff_support import (
     new_client,
     seed_ledger,
     sign_in,
+    signed_in,
 )
-
-EMAILS = {role: f"{role}@lorchestreparfum.com" for role in ROLES}
 
 
 @pytest.fixture(autouse=True)
@@ -46,14 +46,6 @@ def staff(app: Flask) -> dict[str, int]:
     ids = {role: create_staff(app, EMAILS[role], role) for role in ROLES}
     ids["spare"] = create_staff(app, "spare@lorchestreparfum.com", "marketing")
     return ids
-
-
-def signed_in(app: Flask, role: str):
-    """A new client signed in with the account of ``role``."""
-    client = new_client(app)
-    response = sign_in(client, EMAILS[role])
-    assert response.status_code == 303, response.text
-    return client
 
 
 def events(app: Flask, action: str | None = None) -> list[StaffAuditEvent]:

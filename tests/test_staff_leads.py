@@ -20,9 +20,16 @@ from lorchestre.models import (
     StaffAuditEvent,
 )
 from lorchestre.staff.leads import PAGE_SIZE, like_pattern, retention_due
-from tests.staff_support import FAST_ARGON2, ROLES, create_staff, new_client, sign_in
+from tests.staff_support import (
+    EMAILS,
+    FAST_ARGON2,
+    ROLES,
+    create_staff,
+    new_client,
+    sign_in,
+    signed_in,
+)
 
-EMAILS = {role: f"{role}@lorchestreparfum.com" for role in ROLES}
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -36,12 +43,6 @@ def _cheap_hashing(app: Flask) -> None:
 def staff(app: Flask) -> None:
     for role in ROLES:
         create_staff(app, EMAILS[role], role)
-
-
-def signed_in(app: Flask, role: str):
-    client = new_client(app)
-    assert sign_in(client, EMAILS[role]).status_code == 303
-    return client
 
 
 def add_lead(

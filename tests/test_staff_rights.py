@@ -20,15 +20,14 @@ from lorchestre.rights.services import (
 )
 from tests.contact_helpers import post_contact
 from tests.staff_support import (
+    EMAILS,
     FAST_ARGON2,
     ROLES,
     create_staff,
     csrf_of,
-    new_client,
-    sign_in,
+    signed_in,
 )
 
-EMAILS = {role: f"{role}@lorchestreparfum.com" for role in ROLES}
 T0 = datetime(2027, 3, 10, 8, 0, tzinfo=UTC)
 
 
@@ -38,12 +37,6 @@ def _setup(app: Flask, time_machine) -> None:
     time_machine.move_to(T0, tick=False)
     for role in ROLES:
         create_staff(app, EMAILS[role], role)
-
-
-def signed_in(app: Flask, role: str = "dpo", lang: str = "en"):
-    client = new_client(app, lang)
-    assert sign_in(client, EMAILS[role]).status_code == 303
-    return client
 
 
 def enter(app: Flask, kind: str = "access", days_ago: int = 0, **kw) -> int:
@@ -94,7 +87,7 @@ def test_open_requests_come_by_deadline_with_overdue_ones_flagged(app) -> None:
         from lorchestre.rights.services import mark_done
 
         mark_done(closed)
-    html = signed_in(app).get("/staff/requests").text
+    html = signed_in(app, "dpo").get("/staff/requests").text
     assert (
         html.index(f'/staff/requests/{late}"')
         < html.index(f'/staff/requests/{soon}"')
@@ -112,20 +105,20 @@ def test_open_requests_come_by_deadline_with_overdue_ones_flagged(app) -> None:
         "1",
         "1",
     ]
-    overdue = signed_in(app).get("/staff/requests?view=overdue").text
+    overdue = signed_in(app, "dpo").get("/staff/requests?view=overdue").text
     assert f'/staff/requests/{late}"' in overdue
     assert f'/staff/requests/{soon}"' not in overdue
-    closed_view = signed_in(app).get("/staff/requests?view=closed").text
+    closed_view = signed_in(app, "dpo").get("/staff/requests?view=closed").text
     assert f'/staff/requests/{closed}"' in closed_view
     assert f'/staff/requests/{late}"' not in closed_view
-    only_erase = signed_in(app).get("/staff/requests?view=all&kind=erase").text
+    only_erase = signed_in(app, "dpo").get("/staff/requests?view=all&kind=erase").text
     assert f'/staff/requests/{late}"' in only_erase
     assert f'/staff/requests/{soon}"' not in only_erase
 
 
 def test_the_register_speaks_french(app) -> None:
     late = enter(app, "erase", days_ago=30)
-    html = signed_in(app, lang="fr").get("/staff/requests").text
+    html = signed_in(app, "dpo", lang="fr").get("/staff/requests").text
     assert '<html lang="fr">' in html
     assert "Demandes d’exercice des droits" in html
     assert "En retard de 2\u00a0jours" in row_of(html, late)
@@ -134,7 +127,7 @@ def test_the_register_speaks_french(app) -> None:
 
 def test_extension_moves_the_deadline_once_with_its_reason(app) -> None:
     request_id = enter(app, days_ago=10)
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     page = f"/staff/requests/{request_id}"
     response = post_form(
         client,
@@ -160,7 +153,7 @@ def test_extension_moves_the_deadline_once_with_its_reason(app) -> None:
 
 def test_an_overdue_request_can_no_longer_be_extended(app) -> None:
     request_id = enter(app, days_ago=40)
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     page = f"/staff/requests/{request_id}"
     response = post_form(client, f"{page}/extend", page, {"extend-reason": "Late"})
     assert response.status_code == 409
@@ -180,7 +173,7 @@ def test_an_overdue_request_can_no_longer_be_extended(app) -> None:
 )
 def test_a_bad_reason_is_refused_and_the_input_kept(app, reason, error) -> None:
     request_id = enter(app)
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     page = f"/staff/requests/{request_id}"
     response = post_form(client, f"{page}/refuse", page, {"refuse-reason": reason})
     assert response.status_code == 400
@@ -191,7 +184,7 @@ def test_a_bad_reason_is_refused_and_the_input_kept(app, reason, error) -> None:
 
 def test_a_bad_reason_is_explained_in_french(app) -> None:
     request_id = enter(app)
-    client = signed_in(app, lang="fr")
+    client = signed_in(app, "dpo", lang="fr")
     page = f"/staff/requests/{request_id}"
     response = post_form(client, f"{page}/extend", page, {"extend-reason": ""})
     assert response.status_code == 400
@@ -200,7 +193,7 @@ def test_a_bad_reason_is_explained_in_french(app) -> None:
 
 def test_answered_and_refused_requests_are_closed_for_good(app) -> None:
     answered, refused = enter(app), enter(app, "erase")
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     for request_id, path, data, said in (
         (answered, "done", {}, "Request marked as answered."),
         (
@@ -239,7 +232,7 @@ def test_what_the_desk_did_is_explained(app, client) -> None:
         desk = db.session.scalar(sa.select(RightsRequest))
         assert desk.refusal_reason == NO_DATA
         request_id = desk.id
-    html = signed_in(app).get(f"/staff/requests/{request_id}").text
+    html = signed_in(app, "dpo").get(f"/staff/requests/{request_id}").text
     assert "No data is held for this address: no e-mail was sent." in html
     assert "Self-service desk" in html
     assert ADDRESS_LIMIT not in html and NO_DATA not in html
@@ -248,14 +241,16 @@ def test_what_the_desk_did_is_explained(app, client) -> None:
 def test_a_known_person_links_to_their_file(app, client) -> None:
     assert post_contact(client).status_code == 303
     request_id = enter(app, email="Camille@Example.fr")
-    html = signed_in(app).get(f"/staff/requests/{request_id}").text
+    html = signed_in(app, "dpo").get(f"/staff/requests/{request_id}").text
     assert "/staff/leads/" in html
     unknown = enter(app, email="someone@example.fr")
-    assert "Not in the CRM" in signed_in(app).get(f"/staff/requests/{unknown}").text
+    assert (
+        "Not in the CRM" in signed_in(app, "dpo").get(f"/staff/requests/{unknown}").text
+    )
 
 
 def test_entering_a_request_received_by_post(app) -> None:
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     response = post_form(
         client,
         "/staff/requests/new",
@@ -304,7 +299,7 @@ def test_a_bad_entry_is_refused_with_the_input_kept(app, data, error) -> None:
         "received_on": "",
         **data,
     }
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     response = post_form(client, "/staff/requests/new", "/staff/requests/new", form)
     assert response.status_code == 400
     assert error in response.text
@@ -321,7 +316,7 @@ def test_register_csv_has_dates_and_reasons_never_an_address(app) -> None:
         from lorchestre.rights.services import refuse_request
 
         refuse_request(second, '=HYPERLINK("http://evil.example")')
-    response = signed_in(app).get("/staff/requests.csv?view=all")
+    response = signed_in(app, "dpo").get("/staff/requests.csv?view=all")
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     text = response.get_data(as_text=True)
@@ -342,18 +337,18 @@ def test_register_csv_has_dates_and_reasons_never_an_address(app) -> None:
 )  # fmt: skip
 def test_odd_filters_give_a_page_not_an_error(app, query) -> None:
     enter(app)
-    response = signed_in(app).get(f"/staff/requests?{query}")
+    response = signed_in(app, "dpo").get(f"/staff/requests?{query}")
     assert response.status_code == 200
     assert "<script>" not in response.text
 
 
 def test_an_unknown_request_is_404(app) -> None:
-    assert signed_in(app).get("/staff/requests/424242").status_code == 404
+    assert signed_in(app, "dpo").get("/staff/requests/424242").status_code == 404
 
 
 def test_views_are_logged_and_marketing_never_sees_the_register(app) -> None:
     request_id = enter(app)
-    client = signed_in(app)
+    client = signed_in(app, "dpo")
     client.get("/staff/requests")
     client.get(f"/staff/requests/{request_id}")
     assert {"view.rights_register", "view.rights_request"} <= set(audit_actions(app))

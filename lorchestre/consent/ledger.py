@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,39 +130,9 @@ def head() -> tuple[int, str]:
     return (row[0], row[1]) if row is not None else chain_start()
 
 
-def append(
-    *,
-    consent_id: str,
-    recorded_at: datetime,
-    action: str,
-    choices: dict[str, bool],
-    policy_version: str,
-    banner_sha256: str,
-    locale: str,
-    channel: str,
-    gpc: bool,
-) -> dict:
-    """Append one record; the caller holds the ledger lock inside a write transaction."""
-    return append_many(
-        [
-            {
-                "consent_id": consent_id,
-                "recorded_at": recorded_at,
-                "action": action,
-                "choices": choices,
-                "policy_version": policy_version,
-                "banner_sha256": banner_sha256,
-                "locale": locale,
-                "channel": channel,
-                "gpc": gpc,
-            }
-        ]
-    )[0]
-
-
 def append_many(entries: list[dict]) -> list[dict]:
-    """Append records in order (each dict: append()'s arguments), one head read and
-    one INSERT; the caller holds the ledger lock inside a write transaction."""
+    """Append records in order (each dict: build_record()'s keyword arguments), one head
+    read and one INSERT; the caller holds the ledger lock inside a write transaction."""
     last_seq, last_hash = head()
     records, rows = [], []
     for entry in entries:
@@ -173,6 +143,20 @@ def append_many(entries: list[dict]) -> list[dict]:
     # Core insert: no ORM unit of work, the same rows as the model's.
     db.session.connection().execute(_INSERT, rows)
     return records
+
+
+def append_in_batches(entries: Iterable[dict], batch: int = 10_000) -> int:
+    """Append many records (seeding, benchmarks) without holding them all; returns how
+    many. The caller holds the ledger lock inside a write transaction."""
+    count, chunk = 0, []
+    for entry in entries:
+        chunk.append(entry)
+        if len(chunk) == batch:
+            count += len(append_many(chunk))
+            chunk = []
+    if chunk:
+        count += len(append_many(chunk))
+    return count
 
 
 def _tf(value: object) -> str:

@@ -522,12 +522,13 @@ def _json_text(data: Any) -> str:
 MAX_PAGE = 100_000
 
 
+def _page_number() -> int:
+    """The ?page= asked for, bounded both ways: a huge one must not overflow the SQL offset."""
+    return min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+
+
 def _lead_search() -> tuple[str, int]:
-    return (
-        leads.clean_query(request.args.get("q")),
-        # Bounded both ways: a huge page number must not overflow the SQL offset.
-        min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE),
-    )
+    return leads.clean_query(request.args.get("q")), _page_number()
 
 
 @bp.get("/leads")
@@ -628,7 +629,7 @@ def _register_filters() -> tuple[str, str | None, int]:
     return (
         rights_requests.clean_view(request.args.get("view")),
         rights_requests.clean_kind(request.args.get("kind")),
-        min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE),
+        _page_number(),
     )
 
 
